@@ -1,0 +1,140 @@
+"""The `harness` command line. Heavy libraries (torch, transformers) load only inside commands that run models."""
+
+from __future__ import annotations
+
+import logging
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.table import Table
+
+from harness import store
+from harness.registry import UnknownNameError
+
+app = typer.Typer(help="Benchmark and evaluation harness for Best-of-N alignment methods.", no_args_is_help=True)
+console = Console()
+err = Console(stderr=True)
+
+OutOption = Annotated[Path, typer.Option("--out", help="Results store directory.")]
+
+
+def fail(message: str, code: int = 2) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+@app.callback()
+def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress details.")] = False) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(message)s",
+        handlers=[RichHandler(console=err, show_path=False)],
+    )
+
+
+def _parse_params(params: list[str]) -> dict[str, Any]:
+    import yaml
+
+    out: dict[str, Any] = {}
+    for item in params:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise fail(f"--param {item!r} is not KEY=VALUE")
+        out[key] = yaml.safe_load(value)
+    return out
+
+
+def metrics_table(results: dict[str, Any]) -> Table:
+    table = Table(title=f"{results['method']} on {results['task']['name']} (seed {results['seed']})")
+    for col in ("metric", "mean", "se", "95% CI", "prompts"):
+        table.add_column(col, justify="left" if col == "metric" else "right")
+    for m in results["metrics"].values():
+        se = "-" if m["se"] in (None, 0.0) else f"{m['se']:.4f}"
+        lo, hi = m["ci95"]
+        table.add_row(m["id"], f"{m['mean']:.4f}", se, f"[{lo:.4f}, {hi:.4f}]", str(m["n_prompts"]))
+    return table
+
+
+@app.command()
+def run(
+    method: Annotated[str, typer.Option(help="Registered method (see `harness ls methods`).")],
+    task: Annotated[str, typer.Option(help="Registered task (see `harness ls tasks`).")],
+    n: Annotated[str | None, typer.Option("--n", help="Shortcut for --param n=N (samples per output).")] = None,
+    param: Annotated[list[str], typer.Option("--param", "-p", help="Method hyperparameter KEY=VALUE.")] = [],  # noqa: B006
+    seed: Annotated[int, typer.Option(help="Seed of every random stream of the run.")] = 0,
+    samples: Annotated[int | None, typer.Option(help="Outputs per prompt to evaluate (task default).")] = None,
+    out: OutOption = Path("runs"),
+    force: Annotated[bool, typer.Option(help="Recompute even if this config already finished.")] = False,
+) -> None:
+    """Align with one method on one task, evaluate it and store the run."""
+    from harness.run import ConfigError, execute, resolve
+
+    params = _parse_params(param)
+    if n is not None:
+        params["n"] = n
+    try:
+        spec = resolve(task, method, params, seed=seed, samples=samples)
+        result = execute(spec, out, force=force)
+    except (UnknownNameError, ConfigError, store.StoreError) as e:
+        raise fail(str(e)) from None
+    except KeyboardInterrupt:
+        raise fail("interrupted; nothing was written to the results store", code=130) from None
+    console.print(metrics_table(result.results))
+    state = "already finished, not recomputed (use --force)" if result.reused else "written"
+    console.print(f"run: {result.path}  [dim]({state})[/]", highlight=False)
+
+
+class Listable(str, Enum):
+    methods = "methods"
+    tasks = "tasks"
+    runs = "runs"
+
+
+@app.command("ls")
+def ls(what: Annotated[Listable, typer.Argument(help="What to list.")], out: OutOption = Path("runs")) -> None:
+    """List registered methods or tasks, or the runs in the store."""
+    if what is Listable.methods:
+        from harness.method import METHODS
+
+        for name in METHODS.names():
+            console.print(name)
+    elif what is Listable.tasks:
+        from harness.task import TASKS
+
+        for name in TASKS.names():
+            console.print(name)
+    else:
+        table = Table()
+        for col in ("task", "method", "config_hash", "seed", "win_rate", "kl", "path"):
+            table.add_column(col)
+        for path in store.list_runs(out):
+            r = store.read_json(path / store.RESULTS)
+            m = r["metrics"]
+            kl = next((m[k] for k in ("kl_exact", "kl_mc", "kl_bon_beirami") if k in m), None)
+            table.add_row(
+                r["task"]["name"], r["method"], r["config_hash"], str(r["seed"]),
+                f"{m['win_rate']['mean']:.4f}", "-" if kl is None else f"{kl['mean']:.4f} ({kl['id']})", str(path),
+            )
+        console.print(table)
+
+
+@app.command()
+def show(
+    run_ref: Annotated[str, typer.Argument(metavar="RUN", help="A run directory or a config hash (prefix).")],
+    out: OutOption = Path("runs"),
+) -> None:
+    """Show a stored run's config, metrics and cost."""
+    try:
+        path = store.find_run(out, run_ref)
+    except store.StoreError as e:
+        raise fail(str(e)) from None
+    results = store.read_json(path / store.RESULTS)
+    config = store.read_json(path / store.CONFIG)
+    console.print(f"run: {path}", highlight=False)
+    console.print_json(data={"method": config["method"], "seed": config["seed"], "task": results["task"]})
+    console.print(metrics_table(results))
+    console.print_json(data={"cost": results["cost"], "provenance": results["provenance"]})

@@ -1,0 +1,79 @@
+"""Method adapters: a pydantic config and `align(ctx) -> AlignedPolicy`, registered by name."""
+
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar, Generic, TypeVar
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+from harness.policy import Completions, Prompt
+from harness.registry import Registry, package_modules
+from harness.task import Task
+
+log = logging.getLogger(__name__)
+
+
+class MethodConfig(BaseModel):
+    """Base of every method's hyperparameters: each field has a default, a range and a one-line help."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+@dataclass(frozen=True)
+class TrainingCost:
+    steps: int = 0
+    tokens: int = 0
+    seconds: float = 0.0
+
+
+@dataclass
+class RunContext:
+    """What a method gets to work with: the task (reference policy, proxy reward), a seed, a directory."""
+
+    task: Task
+    seed: int
+    out_dir: Path
+
+
+class AlignedPolicy(ABC):
+    """The result of a method: a policy to generate from, with its inference and training cost."""
+
+    samples_per_output: int = 1
+    bon_n: int | None = None  # set by best-of-n policies: enables the best-of-n KL estimators
+    training: TrainingCost = TrainingCost()  # what it took to produce the policy; none for inference-only
+
+    @abstractmethod
+    def generate(self, prompts: Sequence[Prompt], count: int, seed: int) -> Completions:
+        """`count` outputs per prompt; the same seed, the same outputs."""
+
+    def logprob(self, prompts: Sequence[Prompt], tokens: list[list[tuple[int, ...]]]) -> list[np.ndarray] | None:
+        """Sequence log-probabilities of given completions under this policy, where it has them."""
+        return None
+
+
+C = TypeVar("C", bound=MethodConfig)
+
+
+class Method(ABC, Generic[C]):
+    """A method adapter. Subclasses set `Config` and implement `align`."""
+
+    Config: ClassVar[type[MethodConfig]]
+
+    def __init__(self, config: C):
+        self.config = config
+
+    @abstractmethod
+    def align(self, ctx: RunContext) -> AlignedPolicy: ...
+
+
+def _builtin_methods() -> list[tuple[str, str]]:
+    return [(stem, f"methods.{stem}") for stem, _ in package_modules("methods")]
+
+
+METHODS: Registry[type[Method]] = Registry("method", "harness.methods", _builtin_methods)

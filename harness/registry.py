@@ -1,0 +1,106 @@
+"""A typed registry of named components with lazy targets, so that listing names never imports torch.
+
+A name maps to either an object or a lazy target string:
+  "package.module:attr"  import the module, take the attribute;
+  "package.module"       import the module, which registers the name itself (the built-in methods do this
+                         with the `register` decorator).
+Third-party packages add names through the entry-point group given to the registry, e.g.
+
+    [project.entry-points."harness.methods"]
+    mymethod = "my_package.mymethod:MyMethod"
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import importlib.util
+from collections.abc import Callable, Iterable
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+
+
+class UnknownNameError(LookupError):
+    """A name that is not registered; the message names the nearest registered names."""
+
+    def __str__(self) -> str:  # LookupError would quote the message
+        return str(self.args[0])
+
+
+class Registry(Generic[T]):
+    def __init__(self, kind: str, group: str, builtins: Callable[[], Iterable[tuple[str, str]]] | None = None):
+        self.kind = kind
+        self.group = group
+        self._builtins = builtins
+        self._entries: dict[str, str | T] = {}
+        self._discovered = False
+
+    def register(self, name: str, target: str | T | None = None) -> Callable[[T], T]:
+        """Register `target` under `name`; without a target, return a decorator that registers its argument."""
+
+        def decorate(obj: T) -> T:
+            self._entries[name] = obj
+            return obj
+
+        if target is not None:
+            self._entries[name] = target
+        return decorate
+
+    def _discover(self) -> None:
+        if self._discovered:
+            return
+        self._discovered = True
+        found: dict[str, str | T] = {}
+        if self._builtins is not None:
+            found.update(self._builtins())
+        for ep in entry_points(group=self.group):
+            found.setdefault(ep.name, ep.value)
+        for name, target in found.items():
+            self._entries.setdefault(name, target)
+
+    def names(self) -> list[str]:
+        self._discover()
+        return sorted(self._entries)
+
+    def target(self, name: str) -> str | T:
+        """The registered target of `name`, without importing anything."""
+        self._discover()
+        if name not in self._entries:
+            close = difflib.get_close_matches(name, self._entries, n=3, cutoff=0.5)
+            hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+            raise UnknownNameError(
+                f"unknown {self.kind} {name!r}{hint} (registered: {', '.join(sorted(self._entries)) or 'none'})"
+            )
+        return self._entries[name]
+
+    def get(self, name: str) -> T:
+        """The object registered as `name`, importing its module on first use."""
+        target = self.target(name)
+        if not isinstance(target, str):
+            return target
+        module_name, _, attr = target.partition(":")
+        module = importlib.import_module(module_name)
+        if attr:
+            obj: T = getattr(module, attr)
+            self._entries[name] = obj
+            return obj
+        loaded = self._entries[name]
+        if isinstance(loaded, str):
+            raise UnknownNameError(f"module {module_name!r} does not register a {self.kind} named {name!r}")
+        return loaded
+
+
+def package_modules(package: str, suffix: str = ".py") -> list[tuple[str, str]]:
+    """(stem, path) of the files with `suffix` in a package's directory, found without importing it."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        return []
+    out = []
+    for location in spec.submodule_search_locations:
+        for path in sorted(Path(location).glob(f"*{suffix}")):
+            if not path.stem.startswith("_"):
+                out.append((path.stem, str(path)))
+    return out

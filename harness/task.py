@@ -1,0 +1,90 @@
+"""Tasks: validated YAML configs (`tasks/*.yaml`) and the runtime objects their builders return."""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+from harness.policy import EnumerablePolicy, Policy, Prompt, Reward
+from harness.registry import Registry, package_modules
+
+
+class GenerationConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    max_new_tokens: int = Field(ge=1, description="Completion length in tokens (the maximum, where EOS can end it).")
+    temperature: float = Field(1.0, gt=0, description="Sampling temperature of the reference policy.")
+    top_k: int = Field(0, ge=0, description="Top-k filtering; 0 disables it.")
+    top_p: float = Field(1.0, gt=0, le=1, description="Nucleus filtering; 1 disables it.")
+
+
+class EvaluationConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    samples_per_prompt: int = Field(256, ge=1, description="Outputs drawn from the aligned policy per prompt.")
+    reference_samples: int = Field(256, ge=1, description="Held-out reference samples per prompt for win rate.")
+    bootstrap: int = Field(2000, ge=100, description="Bootstrap resamples of prompts for confidence intervals.")
+
+
+class TaskConfig(BaseModel):
+    """A task as its YAML file states it; `version` is echoed into every result."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    version: int = Field(ge=1)
+    description: str = ""
+    builder: str = Field(description="'module:function' that turns this config into a Task.")
+    params: dict[str, Any] = Field(default_factory=dict, description="Arguments of the builder.")
+    generation: GenerationConfig
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+    methods: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="Default hyperparameters of each method on this task."
+    )
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> TaskConfig:
+        with open(path) as f:
+            return cls.model_validate(yaml.safe_load(f))
+
+
+@dataclass
+class Task:
+    """A built task: the prompts to evaluate on, the reference policy and the rewards."""
+
+    config: TaskConfig
+    prompts: list[Prompt]
+    reference: Policy
+    reward: Reward
+    gold_reward: Reward | None = None
+
+    @property
+    def exact(self) -> bool:
+        """Whether every completion can be enumerated, so that metrics are computed exactly."""
+        return isinstance(self.reference, EnumerablePolicy)
+
+
+def _builtin_tasks() -> list[tuple[str, str]]:
+    return [(stem, path) for stem, path in package_modules("tasks", suffix=".yaml")]
+
+
+TASKS: Registry[TaskConfig] = Registry("task", "harness.tasks", _builtin_tasks)
+
+
+def load_task(name: str) -> TaskConfig:
+    """The config of a registered task: a YAML path, or a 'module:attr' naming a TaskConfig."""
+    target = TASKS.target(name)
+    if isinstance(target, str) and target.endswith((".yaml", ".yml")):
+        return TaskConfig.from_yaml(target)
+    return TASKS.get(name)
+
+
+def build_task(config: TaskConfig) -> Task:
+    module_name, _, attr = config.builder.partition(":")
+    build = getattr(importlib.import_module(module_name), attr)
+    task = build(config)
+    if not isinstance(task, Task):
+        raise TypeError(f"task builder {config.builder!r} returned {type(task).__name__}, expected a Task")
+    return task
