@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -88,7 +88,7 @@ def run(
     console.print(f"run: {result.path}  [dim]({state})[/]", highlight=False)
 
 
-class Listable(str, Enum):
+class Listable(StrEnum):
     methods = "methods"
     tasks = "tasks"
     runs = "runs"
@@ -116,8 +116,13 @@ def ls(what: Annotated[Listable, typer.Argument(help="What to list.")], out: Out
             m = r["metrics"]
             kl = next((m[k] for k in ("kl_exact", "kl_mc", "kl_bon_beirami") if k in m), None)
             table.add_row(
-                r["task"]["name"], r["method"], r["config_hash"], str(r["seed"]),
-                f"{m['win_rate']['mean']:.4f}", "-" if kl is None else f"{kl['mean']:.4f} ({kl['id']})", str(path),
+                r["task"]["name"],
+                r["method"],
+                r["config_hash"],
+                str(r["seed"]),
+                f"{m['win_rate']['mean']:.4f}",
+                "-" if kl is None else f"{kl['mean']:.4f} ({kl['id']})",
+                str(path),
             )
         console.print(table)
 

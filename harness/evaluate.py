@@ -57,7 +57,10 @@ def evaluate(task: Task, policy: AlignedPolicy, seed: int) -> Evaluation:
     gold = task.gold_reward.score(prompts, outputs) if task.gold_reward else None
     ref_tokens = outputs.ref_token_logprobs or task.reference.logprob(prompts, outputs.tokens)
     ref_seq = sequence_logprobs(ref_tokens)
-    seq = sequence_logprobs(outputs.token_logprobs) if outputs.token_logprobs else policy.logprob(prompts, outputs.tokens)
+    if outputs.token_logprobs is not None:
+        seq: list[np.ndarray] | None = sequence_logprobs(outputs.token_logprobs)
+    else:
+        seq = policy.logprob(prompts, outputs.tokens)
 
     log.info("sampling %d held-out reference samples per prompt", cfg.reference_samples)
     held_out = task.reference.sample(prompts, cfg.reference_samples, derive_seed(seed, STREAM_REFERENCE))

@@ -77,5 +77,4 @@ class Reward(Protocol):
 
     label: str
 
-    def score(self, prompts: Sequence[Prompt], completions: Completions) -> list[np.ndarray]:
-        ...
+    def score(self, prompts: Sequence[Prompt], completions: Completions) -> list[np.ndarray]: ...

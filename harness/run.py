@@ -119,16 +119,23 @@ def execute(spec: RunSpec, out: Path, force: bool = False) -> RunResult:
 
 
 def provenance() -> dict[str, Any]:
-    libs = {}
+    libs: dict[str, str | None] = {}
     for name in LIBRARIES:
         try:
             libs[name] = version(name)
         except PackageNotFoundError:
             libs[name] = None
     try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=Path(harness.__file__).parent, capture_output=True, text=True, timeout=5
-        ).stdout.strip() or None
+        commit = (
+            subprocess.run(
+                ["git", "rev-parse", "HEAD"],
+                cwd=Path(harness.__file__).parent,
+                capture_output=True,
+                text=True,
+                timeout=5,
+            ).stdout.strip()
+            or None
+        )
     except (OSError, subprocess.SubprocessError):
         commit = None
     return {"git_commit": commit, "python": platform.python_version(), "libraries": libs}
