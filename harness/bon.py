@@ -64,11 +64,15 @@ def pool_bon_mean(rewards: np.ndarray, values: np.ndarray, n: int, rng: np.rando
     rewards: the pool's proxy rewards, shape (m,); values: g of each pooled sample, shape (m,).
     Ties in reward are ordered at random, which matches best-of-n with uniform tie breaking.
     """
+    order = pool_order(rewards, rng)
+    return float(pool_weights(len(rewards), n) @ np.asarray(values, dtype=np.float64)[order])
+
+
+def pool_order(rewards: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Indices that sort a pool by increasing reward, ties in uniformly random order (for `pool_weights`)."""
     rewards = np.asarray(rewards, dtype=np.float64)
-    values = np.asarray(values, dtype=np.float64)
     perm = rng.permutation(len(rewards))
-    order = perm[np.argsort(rewards[perm], kind="stable")]
-    return float(pool_weights(len(rewards), n) @ values[order])
+    return perm[np.argsort(rewards[perm], kind="stable")]
 
 
 def argmax_random_ties(rewards: np.ndarray, rng: np.random.Generator) -> np.ndarray:

@@ -59,6 +59,31 @@ def metrics_table(results: dict[str, Any]) -> Table:
     return table
 
 
+def curve_table(results: dict[str, Any]) -> Table | None:
+    """The best-of-n curve at powers of two and the run's own n (every n is in results.json)."""
+    curve = results.get("bon_curve") or []
+    if not curve:
+        return None
+    n_run = results["cost"]["samples_per_output"]
+    names = [k for k in curve[0] if k != "n"]
+    table = Table(title="best-of-n from the reference pool (mean over prompts)")
+    table.add_column("n", justify="right")
+    for name in names:
+        table.add_column(curve[0][name]["id"], justify="right")
+    for point in curve:
+        n = point["n"]
+        if n & (n - 1) == 0 or n == n_run or n == len(curve):
+            table.add_row(str(n), *(f"{point[k]['mean']:.4f}" for k in names), style="bold" if n == n_run else None)
+    return table
+
+
+def print_results(results: dict[str, Any]) -> None:
+    console.print(metrics_table(results))
+    curve = curve_table(results)
+    if curve is not None:
+        console.print(curve)
+
+
 @app.command()
 def run(
     method: Annotated[str, typer.Option(help="Registered method (see `harness ls methods`).")],
@@ -83,7 +108,7 @@ def run(
         raise fail(str(e)) from None
     except KeyboardInterrupt:
         raise fail("interrupted; nothing was written to the results store", code=130) from None
-    console.print(metrics_table(result.results))
+    print_results(result.results)
     state = "already finished, not recomputed (use --force)" if result.reused else "written"
     console.print(f"run: {result.path}  [dim]({state})[/]", highlight=False)
 
@@ -141,5 +166,5 @@ def show(
     config = store.read_json(path / store.CONFIG)
     console.print(f"run: {path}", highlight=False)
     console.print_json(data={"method": config["method"], "seed": config["seed"], "task": results["task"]})
-    console.print(metrics_table(results))
+    print_results(results)
     console.print_json(data={"cost": results["cost"], "provenance": results["provenance"]})

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from harness import kl, winrate
+from harness import bon, kl, seeding, winrate
 from harness.method import AlignedPolicy
-from harness.policy import EnumerablePolicy, sequence_logprobs
+from harness.policy import Completions, EnumerablePolicy, sequence_logprobs
+from harness.pool import PoolCache
 from harness.stats import summarize
 from harness.task import Task
 
@@ -31,13 +31,7 @@ METRIC_VERSIONS = {
     "win_rate_exact": 1,
     "kl_exact": 1,
 }
-
-# Independent random streams derived from the run's seed.
-STREAM_OUTPUTS, STREAM_REFERENCE, STREAM_BOOTSTRAP = 1, 2, 3
-
-
-def derive_seed(seed: int, stream: int) -> int:
-    return int(np.random.SeedSequence([seed, stream]).generate_state(1)[0])
+CURVE_METRICS = ("reward", "gold_reward", "win_rate", "kl_bon_bound", "kl_bon_beirami")
 
 
 @dataclass
@@ -45,80 +39,122 @@ class Evaluation:
     metrics: dict[str, dict[str, Any]]
     records: list[dict[str, Any]]
     cost: dict[str, Any] = field(default_factory=dict)
+    bon_curve: list[dict[str, Any]] = field(default_factory=list)
 
 
-def evaluate(task: Task, policy: AlignedPolicy, seed: int) -> Evaluation:
+@dataclass
+class Outputs:
+    """The outputs that a policy's metrics average over, per prompt, with their weights in that average."""
+
+    completions: Completions
+    rewards: list[np.ndarray]
+    gold: list[np.ndarray] | None
+    weights: list[np.ndarray]
+
+
+def outputs_of(task: Task, policy: AlignedPolicy, seed: int) -> Outputs:
+    """Fresh samples with equal weights; for best-of-n from the pool, the pool with the best-of-n weights."""
+    if policy.pool is not None and policy.bon_n is not None:
+        pool, rng = policy.pool, np.random.default_rng(seeding.derive_seed(seed, seeding.TIES))
+        orders = [bon.pool_order(r, rng) for r in pool.rewards]
+        w = bon.pool_weights(pool.m, policy.bon_n)
+        completions = pool.completions.take(orders)
+        completions.token_logprobs = None  # pi_ref's, not the best-of-n policy's
+        return Outputs(
+            completions=completions,
+            rewards=[r[o] for r, o in zip(pool.rewards, orders, strict=True)],
+            gold=None if pool.gold is None else [g[o] for g, o in zip(pool.gold, orders, strict=True)],
+            weights=[w] * len(orders),
+        )
+    k = task.config.evaluation.samples_per_prompt
+    log.info("sampling %d outputs for each of %d prompts", k, len(task.prompts))
+    c = policy.generate(task.prompts, k, seeding.derive_seed(seed, seeding.OUTPUTS))
+    return Outputs(
+        completions=c,
+        rewards=task.reward.score(task.prompts, c),
+        gold=task.gold_reward.score(task.prompts, c) if task.gold_reward else None,
+        weights=[np.full(k, 1.0 / k)] * len(task.prompts),
+    )
+
+
+def evaluate(task: Task, policy: AlignedPolicy, seed: int, pools: PoolCache) -> Evaluation:
     cfg = task.config.evaluation
     prompts = task.prompts
-    k = cfg.samples_per_prompt
-    log.info("sampling %d outputs for each of %d prompts", k, len(prompts))
-    outputs = policy.generate(prompts, k, derive_seed(seed, STREAM_OUTPUTS))
-    rewards = task.reward.score(prompts, outputs)
-    gold = task.gold_reward.score(prompts, outputs) if task.gold_reward else None
-    ref_tokens = outputs.ref_token_logprobs or task.reference.logprob(prompts, outputs.tokens)
+    out = outputs_of(task, policy, seed)
+    c, w = out.completions, out.weights
+    ref_tokens = c.ref_token_logprobs or task.reference.logprob(prompts, c.tokens)
     ref_seq = sequence_logprobs(ref_tokens)
-    if outputs.token_logprobs is not None:
-        seq: list[np.ndarray] | None = sequence_logprobs(outputs.token_logprobs)
-    else:
-        seq = policy.logprob(prompts, outputs.tokens)
+    seq = sequence_logprobs(c.token_logprobs) if c.token_logprobs is not None else policy.logprob(prompts, c.tokens)
+    held_out = pools.get(task, cfg.reference_samples, seed, stream="held-out")
+    wins = [winrate.win_rate_terms(r, z) for r, z in zip(out.rewards, held_out.rewards, strict=True)]
 
-    log.info("sampling %d held-out reference samples per prompt", cfg.reference_samples)
-    held_out = task.reference.sample(prompts, cfg.reference_samples, derive_seed(seed, STREAM_REFERENCE))
-    ref_rewards = task.reward.score(prompts, held_out)
-
-    per_prompt: dict[str, list[float]] = {}
-
-    def add(name: str, fn: Callable[[int], float]) -> None:
-        per_prompt[name] = [fn(i) for i in range(len(prompts))]
-
-    add("reward", lambda i: rewards[i].mean())
-    if gold is not None:
-        add("gold_reward", lambda i: gold[i].mean())
-    add("win_rate", lambda i: winrate.win_rate_terms(rewards[i], ref_rewards[i]).mean())
+    # Per-sample values of every metric that applies; each becomes a weighted mean per prompt.
+    terms: dict[str, list[np.ndarray]] = {"reward": out.rewards, "win_rate": wins}
+    if out.gold is not None:
+        terms["gold_reward"] = out.gold
     if seq is not None:
-        add("kl_mc", lambda i: kl.kl_k1_terms(seq[i], ref_seq[i]).mean())
-    if outputs.token_logprobs is not None:
-        add("kl_k3", lambda i: kl.kl_k3_terms(outputs.token_logprobs[i], ref_tokens[i]).mean())  # type: ignore[index]
+        terms["kl_mc"] = [kl.kl_k1_terms(a, b) for a, b in zip(seq, ref_seq, strict=True)]
+    if c.token_logprobs is not None:
+        terms["kl_k3"] = [kl.kl_k3_terms(a, b) for a, b in zip(c.token_logprobs, ref_tokens, strict=True)]
     if policy.bon_n is not None:
         n = policy.bon_n
-        add("kl_bon_bound", lambda i: kl.kl_bon_bound(n))
-        add("kl_bon_beirami", lambda i: kl.kl_bon_beirami_terms(np.exp(ref_seq[i]), n).mean())
+        terms["kl_bon_bound"] = [np.full(len(r), kl.kl_bon_bound(n)) for r in out.rewards]
+        terms["kl_bon_beirami"] = [kl.kl_bon_beirami_terms(np.exp(s), n) for s in ref_seq]
+    per_prompt = {
+        name: [float(np.average(v, weights=wi)) for v, wi in zip(vals, w, strict=True)] for name, vals in terms.items()
+    }
     if isinstance(task.reference, EnumerablePolicy):
         per_prompt.update(_exact(task, policy))
 
-    rng = np.random.default_rng(derive_seed(seed, STREAM_BOOTSTRAP))
-    metrics = {}
-    for name, values in per_prompt.items():
-        est = summarize(np.asarray(values), rng, cfg.bootstrap)
-        metrics[name] = {
-            "id": f"{name}@{METRIC_VERSIONS[name]}",
-            **est.to_dict(),
-            "samples_per_prompt": k if not name.endswith("_exact") and name != "kl_bon_bound" else None,
-        }
+    rng = np.random.default_rng(seeding.derive_seed(seed, seeding.BOOTSTRAP))
+
+    def summary(name: str, values: list[float]) -> dict[str, Any]:
+        return {"id": f"{name}@{METRIC_VERSIONS[name]}", **summarize(np.asarray(values), rng, cfg.bootstrap).to_dict()}
+
+    metrics = {name: summary(name, values) for name, values in per_prompt.items()}
+    curve = []
+    if policy.pool is not None:
+        m = policy.pool.m
+        for n in range(1, m + 1):
+            wn = bon.pool_weights(m, n)
+            point: dict[str, Any] = {"n": n}
+            for name in CURVE_METRICS:
+                if name == "kl_bon_beirami":
+                    vals = [float(wn @ kl.kl_bon_beirami_terms(np.exp(s), n)) for s in ref_seq]
+                elif name == "kl_bon_bound":
+                    vals = [kl.kl_bon_bound(n)] * len(prompts)
+                elif name in terms:
+                    vals = [float(wn @ v) for v in terms[name]]
+                else:
+                    continue
+                point[name] = summary(name, vals)
+            curve.append(point)
 
     records = [
         {
             "prompt_id": p.id,
             "prompt": p.text,
             "sample": j,
-            "completion": outputs.text[i][j],
-            "tokens": list(outputs.tokens[i][j]),
-            "reward": float(rewards[i][j]),
-            "gold_reward": None if gold is None else float(gold[i][j]),
+            "weight": float(w[i][j]),
+            "completion": c.text[i][j],
+            "tokens": list(c.tokens[i][j]),
+            "reward": float(out.rewards[i][j]),
+            "gold_reward": None if out.gold is None else float(out.gold[i][j]),
             "logprob": None if seq is None else float(seq[i][j]),
             "ref_logprob": float(ref_seq[i][j]),
         }
         for i, p in enumerate(prompts)
-        for j in range(k)
+        for j in range(len(c.tokens[i]))
     ]
+    mean_len = float(np.mean([len(t) for row in c.tokens for t in row]))
     cost = {
         "samples_per_output": policy.samples_per_output,
-        "generated_tokens": int(sum(len(t) for row in outputs.tokens for t in row)) * policy.samples_per_output,
+        "generated_tokens_per_output": round(mean_len * policy.samples_per_output, 3),
         "training_steps": policy.training.steps,
         "training_tokens": policy.training.tokens,
         "training_seconds": policy.training.seconds,
     }
-    return Evaluation(metrics=metrics, records=records, cost=cost)
+    return Evaluation(metrics=metrics, records=records, cost=cost, bon_curve=curve)
 
 
 def _exact(task: Task, policy: AlignedPolicy) -> dict[str, list[float]]:

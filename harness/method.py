@@ -13,6 +13,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from harness.policy import Completions, Prompt
+from harness.pool import Pool, PoolCache
 from harness.registry import Registry, package_modules
 from harness.task import Task
 
@@ -39,6 +40,11 @@ class RunContext:
     task: Task
     seed: int
     out_dir: Path
+    pools: PoolCache
+
+    def pool(self) -> Pool:
+        """The shared reference pool of the task's evaluation prompts (evaluation.pool_size per prompt)."""
+        return self.pools.get(self.task, self.task.config.evaluation.pool_size, self.seed)
 
 
 class AlignedPolicy(ABC):
@@ -46,6 +52,7 @@ class AlignedPolicy(ABC):
 
     samples_per_output: int = 1
     bon_n: int | None = None  # set by best-of-n policies: enables the best-of-n KL estimators
+    pool: Pool | None = None  # set by best-of-n policies evaluated exactly from the reference pool (n <= M)
     training: TrainingCost = TrainingCost()  # what it took to produce the policy; none for inference-only
 
     @abstractmethod

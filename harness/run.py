@@ -16,7 +16,9 @@ from pydantic import ValidationError
 
 import harness
 from harness import store
+from harness.evaluate import evaluate
 from harness.method import METHODS, Method, MethodConfig, RunContext
+from harness.pool import PoolCache
 from harness.task import TaskConfig, build_task, load_task
 
 log = logging.getLogger(__name__)
@@ -98,18 +100,18 @@ def execute(spec: RunSpec, out: Path, force: bool = False) -> RunResult:
         store.write_json(stage / store.CONFIG, spec.resolved())
         log.info("building task %s (version %d)", spec.task.name, spec.task.version)
         task = build_task(spec.task)
-        policy = spec.method(spec.config).align(RunContext(task=task, seed=spec.seed, out_dir=stage))
-        from harness.evaluate import evaluate
-
-        evaluation = evaluate(task, policy, spec.seed)
+        pools = PoolCache(out)
+        policy = spec.method(spec.config).align(RunContext(task=task, seed=spec.seed, out_dir=stage, pools=pools))
+        evaluation = evaluate(task, policy, spec.seed, pools)
         store.write_jsonl(stage / store.SAMPLES, evaluation.records)
         results = {
             "harness_version": harness.__version__,
-            "task": {"name": spec.task.name, "version": spec.task.version},
+            "task": {"name": spec.task.name, "version": spec.task.version, "metadata": task.metadata},
             "method": spec.method_name,
             "config_hash": spec.hash(),
             "seed": spec.seed,
             "metrics": evaluation.metrics,
+            "bon_curve": evaluation.bon_curve,
             "cost": evaluation.cost,
             "provenance": provenance(),
             "timing": {"started_at": started.isoformat(), "wall_seconds": round(time.perf_counter() - t0, 3)},

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ class EvaluationConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     samples_per_prompt: int = Field(256, ge=1, description="Outputs drawn from the aligned policy per prompt.")
     reference_samples: int = Field(256, ge=1, description="Held-out reference samples per prompt for win rate.")
+    pool_size: int = Field(64, ge=1, description="Reference samples per prompt in the shared pool (BoN for n <= it).")
     bootstrap: int = Field(2000, ge=100, description="Bootstrap resamples of prompts for confidence intervals.")
 
 
@@ -59,6 +60,8 @@ class Task:
     reference: Policy
     reward: Reward
     gold_reward: Reward | None = None
+    train_prompts: list[Prompt] = field(default_factory=list)  # for methods that train; disjoint from `prompts`
+    metadata: dict[str, Any] = field(default_factory=dict)  # recorded in every result (e.g. reward accuracies)
 
     @property
     def exact(self) -> bool:

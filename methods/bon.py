@@ -14,6 +14,7 @@ from pydantic import Field
 from harness.bon import argmax_random_ties, bon_distribution
 from harness.method import METHODS, AlignedPolicy, Method, MethodConfig, RunContext
 from harness.policy import Completions, EnumerablePolicy, Policy, Prompt, Reward, sequence_logprobs
+from harness.pool import Pool
 
 
 class BoNConfig(MethodConfig):
@@ -21,10 +22,11 @@ class BoNConfig(MethodConfig):
 
 
 class BoNPolicy(AlignedPolicy):
-    def __init__(self, reference: Policy, reward: Reward, n: int):
+    def __init__(self, reference: Policy, reward: Reward, n: int, pool: Pool | None = None):
         self.reference = reference
         self.reward = reward
         self.n = self.bon_n = self.samples_per_output = n
+        self.pool = pool
 
     def generate(self, prompts: Sequence[Prompt], count: int, seed: int) -> Completions:
         candidates = self.reference.sample(prompts, count * self.n, seed)
@@ -57,4 +59,7 @@ class BoN(Method[BoNConfig]):
     Config = BoNConfig
 
     def align(self, ctx: RunContext) -> AlignedPolicy:
-        return BoNPolicy(ctx.task.reference, ctx.task.reward, self.config.n)
+        # With n <= M, the shared reference pool evaluates best-of-n exactly in expectation and at no extra
+        # sampling cost (harness.bon.pool_weights); beyond it, outputs are sampled afresh.
+        fits = self.config.n <= ctx.task.config.evaluation.pool_size
+        return BoNPolicy(ctx.task.reference, ctx.task.reward, self.config.n, ctx.pool() if fits else None)

@@ -10,8 +10,7 @@ import pytest
 from scipy import stats
 
 from harness import bon, kl, winrate
-from harness.method import RunContext
-from methods.bon import BoN, BoNConfig
+from methods.bon import BoNPolicy
 from tests.conftest import support_arrays
 
 
@@ -38,7 +37,7 @@ def test_bon_distribution_by_brute_force_on_a_tiny_space():
 @pytest.mark.parametrize("n", [2, 4])
 def test_bon_method_samples_match_the_exact_distribution(toy, n):
     """Chi-square of the bon method's own outputs against pi_n; the same test rejects pi_{n+1} (power)."""
-    policy = BoN(BoNConfig(n=n)).align(RunContext(task=toy, seed=0, out_dir=None))  # type: ignore[arg-type]
+    policy = BoNPolicy(toy.reference, toy.reward, n)
     prompt = toy.prompts[0]
     out = policy.generate([prompt], 20000, seed=11)
     support = toy.reference.support(prompt).tokens[0]

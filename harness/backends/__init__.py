@@ -1,0 +1,1 @@
+"""Policy backends: `hf` (transformers, CPU or GPU) and, later, `vllm` (GPU)."""

