@@ -13,6 +13,7 @@ from rich.logging import RichHandler
 from rich.table import Table
 
 from harness import store
+from harness.assets import MissingAssetError
 from harness.registry import UnknownNameError
 
 app = typer.Typer(help="Benchmark and evaluation harness for Best-of-N alignment methods.", no_args_is_help=True)
@@ -92,6 +93,9 @@ def run(
     param: Annotated[list[str], typer.Option("--param", "-p", help="Method hyperparameter KEY=VALUE.")] = [],  # noqa: B006
     seed: Annotated[int, typer.Option(help="Seed of every random stream of the run.")] = 0,
     samples: Annotated[int | None, typer.Option(help="Outputs per prompt to evaluate (task default).")] = None,
+    pool_size: Annotated[
+        int | None, typer.Option(help="Reference pool samples per prompt; best-of-n reads n <= it (task default).")
+    ] = None,
     out: OutOption = Path("runs"),
     force: Annotated[bool, typer.Option(help="Recompute even if this config already finished.")] = False,
 ) -> None:
@@ -102,15 +106,49 @@ def run(
     if n is not None:
         params["n"] = n
     try:
-        spec = resolve(task, method, params, seed=seed, samples=samples)
+        overrides = {"samples_per_prompt": samples, "pool_size": pool_size}
+        spec = resolve(
+            task, method, params, seed=seed, evaluation={k: v for k, v in overrides.items() if v is not None}
+        )
         result = execute(spec, out, force=force)
-    except (UnknownNameError, ConfigError, store.StoreError) as e:
+    except (UnknownNameError, ConfigError, store.StoreError, MissingAssetError) as e:
         raise fail(str(e)) from None
     except KeyboardInterrupt:
         raise fail("interrupted; nothing was written to the results store", code=130) from None
     print_results(result.results)
     state = "already finished, not recomputed (use --force)" if result.reused else "written"
     console.print(f"run: {result.path}  [dim]({state})[/]", highlight=False)
+
+
+pool_app = typer.Typer(help="The shared reference pool of a task.", no_args_is_help=True)
+app.add_typer(pool_app, name="pool")
+
+
+@pool_app.command("build")
+def pool_build(
+    task: Annotated[str, typer.Option(help="Registered task (see `harness ls tasks`).")],
+    m: Annotated[int | None, typer.Option("--m", min=1, help="Samples per prompt (task's pool_size).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the pool (the run seed that will reuse it).")] = 0,
+    out: OutOption = Path("runs"),
+) -> None:
+    """Sample (or find) the reference pool and the held-out reference samples of a task's prompts."""
+    from harness.pool import PoolCache
+    from harness.task import build_task, load_task
+
+    try:
+        store.ensure_writable(out)
+        config = load_task(task)
+        built = build_task(config)
+        pools = PoolCache(out)
+        size = m or config.evaluation.pool_size
+        pools.get(built, size, seed, stream="pool")
+        pools.get(built, config.evaluation.reference_samples, seed, stream="held-out")
+    except (UnknownNameError, store.StoreError, MissingAssetError) as e:
+        raise fail(str(e)) from None
+    except KeyboardInterrupt:
+        raise fail("interrupted; no partial pool was written", code=130) from None
+    console.print(f"pool: {pools.path(built, size, seed, 'pool')}", highlight=False)
+    console.print(f"sampled {pools.sampled} completions ({'reused from disk' if not pools.sampled else 'now cached'})")
 
 
 class Listable(StrEnum):

@@ -99,7 +99,7 @@ def evaluate(task: Task, policy: AlignedPolicy, seed: int, pools: PoolCache) -> 
     if policy.bon_n is not None:
         n = policy.bon_n
         terms["kl_bon_bound"] = [np.full(len(r), kl.kl_bon_bound(n)) for r in out.rewards]
-        terms["kl_bon_beirami"] = [kl.kl_bon_beirami_terms(np.exp(s), n) for s in ref_seq]
+        terms["kl_bon_beirami"] = [kl.kl_bon_beirami_terms(s, n) for s in ref_seq]
     per_prompt = {
         name: [float(np.average(v, weights=wi)) for v, wi in zip(vals, w, strict=True)] for name, vals in terms.items()
     }
@@ -120,7 +120,7 @@ def evaluate(task: Task, policy: AlignedPolicy, seed: int, pools: PoolCache) -> 
             point: dict[str, Any] = {"n": n}
             for name in CURVE_METRICS:
                 if name == "kl_bon_beirami":
-                    vals = [float(wn @ kl.kl_bon_beirami_terms(np.exp(s), n)) for s in ref_seq]
+                    vals = [float(wn @ kl.kl_bon_beirami_terms(s, n)) for s in ref_seq]
                 elif name == "kl_bon_bound":
                     vals = [kl.kl_bon_bound(n)] * len(prompts)
                 elif name in terms:

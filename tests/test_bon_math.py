@@ -119,14 +119,22 @@ def test_pool_estimators_agree_with_exact_values(toy):
 
 
 def test_beirami_estimate_lies_between_zero_and_the_bound():
-    eps = np.concatenate([np.logspace(-15, 0, 3000), np.linspace(0, 1, 1001)[1:]])
+    # Whole sequences have tiny probabilities: e down to exp(-2000), far below the smallest double.
+    log_eps = np.concatenate([-np.logspace(-12, np.log10(2000), 3000), np.log(np.linspace(0, 1, 1001)[1:])])
     for n in (1, 2, 3, 8, 64, 1000):
-        terms = kl.kl_bon_beirami_terms(eps, n)
+        terms = kl.kl_bon_beirami_terms(log_eps, n)
         assert np.all(np.isfinite(terms))
         assert terms.min() >= -1e-12
         assert terms.max() <= kl.kl_bon_bound(n) + 1e-12
-    assert kl.kl_bon_beirami_terms(np.array([1e-12]), 8)[0] == pytest.approx(kl.kl_bon_bound(8), abs=1e-9)
-    assert kl.kl_bon_beirami_terms(np.array([1.0]), 8)[0] == 0.0
+    for log_e in (np.log(1e-12), -80.0, -2000.0):  # the limit e -> 0 is the bound
+        assert kl.kl_bon_beirami_terms(np.array([log_e]), 8)[0] == pytest.approx(kl.kl_bon_bound(8), abs=1e-9)
+    assert kl.kl_bon_beirami_terms(np.array([0.0]), 8)[0] == 0.0
+    # Against the formula evaluated naively where that is accurate.
+    e = np.array([0.3, 0.05, 0.9])
+    n = 5
+    t = (1 - e) ** n
+    naive = t * (np.log(n) + (n - 1) * np.log(1 - e) - (n - 1) / n) + (1 - t) * np.log((1 - t) / e)
+    np.testing.assert_allclose(kl.kl_bon_beirami_terms(np.log(e), n), naive, rtol=1e-12)
 
 
 def test_bad_n_is_rejected():

@@ -57,9 +57,7 @@ def test_run_writes_a_complete_run(tmp_path):
 @pytest.mark.parametrize(("n", "pool_size"), [(8, 2048), (70, 64)])  # from the pool; sampled afresh (n > M)
 def test_run_metrics_agree_with_their_exact_values(tmp_path, n, pool_size):
     """Estimated metrics of a run land close to the exact ones, by either evaluation path."""
-    spec = resolve("toy", "bon", {"n": n}, seed=0, samples=400)
-    evaluation = spec.task.evaluation.model_copy(update={"pool_size": pool_size})
-    spec.task = spec.task.model_copy(update={"evaluation": evaluation})
+    spec = resolve("toy", "bon", {"n": n}, seed=0, evaluation={"samples_per_prompt": 400, "pool_size": pool_size})
     m = execute(spec, tmp_path).results["metrics"]
     assert m["win_rate_exact"]["mean"] < n / (n + 1)  # ties keep best-of-n below the continuous n/(n+1)
     for sampled, exact in (("reward", "reward_exact"), ("win_rate", "win_rate_exact"), ("kl_mc", "kl_exact")):

@@ -14,7 +14,13 @@ from typing import TypeVar
 import numpy as np
 import torch
 from transformers import GenerationConfig as HFGenerationConfig
-from transformers import LogitsProcessorList, TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
+from transformers import (
+    LogitsProcessor,
+    LogitsProcessorList,
+    TemperatureLogitsWarper,
+    TopKLogitsWarper,
+    TopPLogitsWarper,
+)
 
 from harness.policy import Completions, Prompt
 from harness.progress import progress
@@ -34,7 +40,9 @@ class HFPolicy:
         self.generation = generation
         self.batch_size = batch_size
         self.eos = tokenizer.eos_token_id
-        warpers = [TemperatureLogitsWarper(generation.temperature)] if generation.temperature != 1.0 else []
+        warpers: list[LogitsProcessor] = []
+        if generation.temperature != 1.0:
+            warpers.append(TemperatureLogitsWarper(generation.temperature))
         if generation.top_k:
             warpers.append(TopKLogitsWarper(generation.top_k))
         if generation.top_p < 1.0:
@@ -136,11 +144,10 @@ class HFPolicy:
                     out.append(np.zeros(0))
                     continue
                 step = logits[k, start - 1 : start - 1 + len(comp)].float()
-                step = self._warpers(ids[k : k + 1, :start].to(self.device), step) if self._warpers else step
-                target = torch.tensor(comp, device=step.device)
-                out.append(
-                    step.log_softmax(-1).gather(-1, target[:, None]).squeeze(-1).cpu().numpy().astype(np.float64)
-                )
+                if self._warpers:  # these warpers read only the scores, not the ids
+                    step = self._warpers(ids[k : k + 1, :start].to(self.device), step)  # type: ignore[arg-type]
+                target = torch.tensor(comp, device=step.device)[:, None]
+                out.append(step.log_softmax(-1).gather(-1, target).squeeze(-1).cpu().numpy().astype(np.float64))
             return out
 
         flat = self._batched(rows, run, "scoring")
