@@ -92,3 +92,38 @@ def test_completions_end_at_the_first_eos(tiny):
                 np.testing.assert_allclose(a, b, atol=1e-4)
     finally:
         model.lm_head._forward_hooks.clear()
+
+
+class _SmallMemoryGPT2(GPT2LMHeadModel):
+    """A real GPT-2 that runs out of memory, as a small GPU would, on batches of more than 2 sequences."""
+
+    def forward(self, input_ids=None, **kwargs):  # type: ignore[override]
+        if input_ids is not None and input_ids.shape[0] > 2:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated capacity of 2 sequences)")
+        return super().forward(input_ids=input_ids, **kwargs)
+
+
+def test_out_of_memory_halves_the_batch_and_gives_the_same_scores(tiny):
+    model, tokenizer = tiny
+    small = _SmallMemoryGPT2(model.config)
+    small.load_state_dict(model.state_dict())
+    comp = [[(11, 12, 13), (14,)], [(15, 16)], [(17, 18, 19, 20)]]
+    policy = HFPolicy(small, tokenizer, GenerationConfig(max_new_tokens=4), batch_size=8)
+    scored = policy.logprob(PROMPTS, comp)
+    assert policy.batch_size == 2
+    expected = HFPolicy(model, tokenizer, GenerationConfig(max_new_tokens=4), batch_size=8).logprob(PROMPTS, comp)
+    for x, y in zip(scored, expected, strict=True):
+        for a, b in zip(x, y, strict=True):
+            np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_out_of_memory_on_one_sequence_is_a_clear_error(tiny):
+    model, tokenizer = tiny
+
+    class NoMemory(GPT2LMHeadModel):
+        def forward(self, *args, **kwargs):  # type: ignore[override]
+            raise torch.OutOfMemoryError("CUDA out of memory")
+
+    policy = HFPolicy(NoMemory(model.config), tokenizer, GenerationConfig(max_new_tokens=4), batch_size=4)
+    with pytest.raises(RuntimeError, match="out of memory scoring a single sequence"):
+        policy.logprob(PROMPTS[:1], [[(11, 12)]])
