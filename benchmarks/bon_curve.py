@@ -68,7 +68,9 @@ def main() -> None:
 
     samples = {"pool": args.m, "resample": args.outputs * sum(ns)}
     print(f"task {args.task}: {len(prompts)} prompts, n = {ns}, {args.repeats} repetition(s)")
-    print("| method | samples per prompt | seconds per curve |" + (" RMSE of E[reward] vs exact, by n |" if exact else ""))
+    print(
+        "| method | samples per prompt | seconds per curve |" + (" RMSE of E[reward] vs exact, by n |" if exact else "")
+    )
     print("|---|---:|---:|" + ("---|" if exact else ""))
     for name, est in (("pool", pool_est), ("resample", fresh_est)):
         row = f"| {name} | {samples[name]} | {seconds[name] / args.repeats:.2f} |"
@@ -77,8 +79,10 @@ def main() -> None:
             row += " " + ", ".join(f"{n}: {e:.3f}" for n, e in zip(ns, rmse, strict=True)) + " |"
         print(row)
     if not exact:
-        print("estimates by n (pool | resample): "
-              + ", ".join(f"{n}: {pool_est[n][0]:.3f} | {fresh_est[n][0]:.3f}" for n in ns))
+        print(
+            "estimates by n (pool | resample): "
+            + ", ".join(f"{n}: {pool_est[n][0]:.3f} | {fresh_est[n][0]:.3f}" for n in ns)
+        )
 
 
 if __name__ == "__main__":
