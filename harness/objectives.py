@@ -1,0 +1,108 @@
+"""The objectives of the methods that fine-tune toward best-of-n, as pure functions (DESIGN.md section 5).
+
+Each is what a method adapter's loss or reward is built from; the closed-form optima they target are in
+`harness.targets`. Array arguments are numpy or torch, elementwise.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.special import gammaln, logsumexp
+
+
+def pool_cdf(pool_rewards: np.ndarray, rewards: np.ndarray) -> np.ndarray:
+    """Add-one smoothed reward CDF of one prompt from its reference pool: (1 + #{j: r_j < r}) / (M + 1).
+
+    Never 0, so its logarithm is finite for every reward (Amini et al. 2024, section 4).
+    """
+    pool = np.sort(np.asarray(pool_rewards, np.float64))
+    below = np.searchsorted(pool, np.asarray(rewards, np.float64), side="left")
+    return np.asarray((1.0 + below) / (len(pool) + 1.0))
+
+
+def vbon_log_ratio(log_f_lt: np.ndarray, log_p_ref: np.ndarray, n: int) -> np.ndarray:
+    """vBoN's RL reward rho(y) = log pi_BoN(y) - log pi_ref(y) (Amini et al. 2024, Eq. 6 and Lemma 1).
+
+    log pi_BoN(y) = logsumexp_{i=1..n} [log C(n, i) + (n-i) log F<(y) + i log pi_ref(y)], which is
+    log(F<(y) + pi_ref(y))^n - F<(y)^n) written without cancellation: exact where no other outcome shares
+    y's reward (sequences with continuous rewards).
+    """
+    if n < 1:
+        raise ValueError(f"n must be a positive integer, got {n}")
+    log_f = np.asarray(log_f_lt, np.float64)[..., None]
+    log_p = np.asarray(log_p_ref, np.float64)[..., None]
+    i = np.arange(1, n + 1, dtype=np.float64)
+    log_binom = gammaln(n + 1) - gammaln(i + 1) - gammaln(n - i + 1)
+    with np.errstate(invalid="ignore"):  # 0 * -inf where F< = 0 and i = n
+        terms = log_binom + np.where(i < n, (n - i) * log_f, 0.0) + i * log_p
+    return np.asarray(logsumexp(terms, axis=-1) - log_p[..., 0])
+
+
+def vbon_l1_reward(f: np.ndarray) -> np.ndarray:
+    """vBoN's lower-bound reward log F(r(y)), used with beta = 1/(n-1) (Amini et al. 2024, Eq. 9)."""
+    return np.log(np.asarray(f, np.float64))
+
+
+def bonbon_beta(n: int) -> float:
+    """beta_n = 1 / (2 (n-1) H_{n-1}) (Gui et al. 2024, Theorem 3); 1/(2 beta_n) is the expected log-ratio gap
+    between the best and the worst of n under the best-of-n policy (continuous rewards)."""
+    if n < 2:
+        raise ValueError(f"BoNBoN needs n >= 2 (a best and a worst sample), got {n}")
+    harmonic = float(np.sum(1.0 / np.arange(1, n)))
+    return 1.0 / (2.0 * (n - 1) * harmonic)
+
+
+def bonbon_pair_gap(logp_best, logp_worst, ref_best, ref_worst):  # type: ignore[no-untyped-def]
+    """h = [log pi(y+) - log pi(y-)] - [log pi_ref(y+) - log pi_ref(y-)] (sequence log-probabilities)."""
+    return (logp_best - logp_worst) - (ref_best - ref_worst)
+
+
+def bonbon_loss(h, nll_best, beta_n: float, alpha: float, pair: str = "ipo"):  # type: ignore[no-untyped-def]
+    """alpha * NLL(y+) + (1 - alpha) * pair term (Gui et al. 2024, Eq. 9).
+
+    pair = "ipo": (h - 1/(2 beta_n))^2, the paper's objective; "logistic": -log sigmoid(beta_n h), the pair
+    term of the authors' released code.
+    """
+    if pair == "ipo":
+        term = (h - 1.0 / (2.0 * beta_n)) ** 2
+    elif pair == "logistic":
+        term = _softplus(-beta_n * h)
+    else:
+        raise ValueError(f"unknown BoNBoN pair term {pair!r}; accepted: 'ipo', 'logistic'")
+    return alpha * nll_best + (1.0 - alpha) * term
+
+
+def dpo_loss(h, beta: float, kind: str = "sigmoid"):  # type: ignore[no-untyped-def]
+    """DPO: -log sigmoid(beta h) (Rafailov et al. 2023, Eq. 7); IPO: (h - 1/(2 beta))^2 (Azar et al. 2023, Eq. 17).
+
+    h is the log-ratio gap of the chosen over the rejected completion (`bonbon_pair_gap`).
+    """
+    if beta <= 0:
+        raise ValueError(f"beta must be > 0, got {beta}")
+    if kind == "sigmoid":
+        return _softplus(-beta * h)
+    if kind == "ipo":
+        return (h - 1.0 / (2.0 * beta)) ** 2
+    raise ValueError(f"unknown DPO loss {kind!r}; accepted: 'sigmoid', 'ipo'")
+
+
+def bond_reward(log_p_le: np.ndarray) -> np.ndarray:
+    """BOND's backward-KL reward log p<=(y) = log P_{z~pi_ref}(r(z) <= r(y)), with beta = 1/(n-1)
+    (Sessa et al. 2024, Eq. 8)."""
+    return np.asarray(log_p_le, np.float64)
+
+
+def jbond_reward(rewards: np.ndarray, anchor_rewards: np.ndarray) -> np.ndarray:
+    """J-BOND's reward: -log 16 where r(y) is below the reward of every anchor sample (last axis), else 0
+    (Sessa et al. 2024, section 5, with n = 2 anchor samples)."""
+    below_all = np.asarray(rewards) < np.min(anchor_rewards, axis=-1)
+    return np.where(below_all, -np.log(16.0), 0.0)
+
+
+def _softplus(x):  # type: ignore[no-untyped-def]
+    """log(1 + e^x), stable for numpy arrays and torch tensors alike."""
+    if isinstance(x, np.ndarray | float | int):
+        return np.logaddexp(0.0, x)
+    import torch
+
+    return torch.nn.functional.softplus(x)
