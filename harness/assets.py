@@ -10,6 +10,8 @@ import logging
 import os
 from pathlib import Path
 
+from harness.store import staged
+
 log = logging.getLogger(__name__)
 
 
@@ -60,8 +62,7 @@ def smollm2_dir() -> Path:
         del config.quantization_config
     model = AutoModelForCausalLM.from_config(config)
     model.load_state_dict(loaded.state_dict())
-    staging = out.with_name(out.name + f".partial-{os.getpid()}")
-    model.save_pretrained(staging)
-    tokenizer.save_pretrained(staging)
-    os.replace(staging, out)
+    with staged(out) as stage:
+        model.save_pretrained(stage)
+        tokenizer.save_pretrained(stage)
     return out

@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +17,7 @@ import numpy as np
 
 from harness import seeding
 from harness.policy import Completions
-from harness.store import canonical_json, config_hash
+from harness.store import config_hash, staged, write_json, write_jsonl
 from harness.task import Task
 
 log = logging.getLogger(__name__)
@@ -79,28 +76,22 @@ class PoolCache:
 
 
 def _save(pool: Pool, task: Task, path: Path, meta: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.partial-"))
-    try:
-        c = pool.completions
-        with jsonlines.open(stage / "pool.jsonl", mode="w") as w:
-            for i, prompt in enumerate(task.prompts):
-                for j in range(pool.m):
-                    w.write(
-                        {
-                            "prompt_id": prompt.id,
-                            "tokens": list(c.tokens[i][j]),
-                            "text": c.text[i][j],
-                            "token_logprobs": c.ref_token_logprobs[i][j].tolist(),  # type: ignore[index]
-                            "reward": float(pool.rewards[i][j]),
-                            "gold_reward": None if pool.gold is None else float(pool.gold[i][j]),
-                        }
-                    )
-        (stage / "meta.json").write_text(canonical_json(meta))
-        os.replace(stage, path)
-    except BaseException:
-        shutil.rmtree(stage, ignore_errors=True)
-        raise
+    c = pool.completions
+    records = (
+        {
+            "prompt_id": prompt.id,
+            "tokens": list(c.tokens[i][j]),
+            "text": c.text[i][j],
+            "token_logprobs": c.ref_token_logprobs[i][j].tolist(),  # type: ignore[index]
+            "reward": float(pool.rewards[i][j]),
+            "gold_reward": None if pool.gold is None else float(pool.gold[i][j]),
+        }
+        for i, prompt in enumerate(task.prompts)
+        for j in range(pool.m)
+    )
+    with staged(path) as stage:
+        write_jsonl(stage / "pool.jsonl", records)
+        write_json(stage / "meta.json", meta)
 
 
 def _load(path: Path, n_prompts: int) -> Pool:

@@ -10,8 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from harness.assets import cache_dir
+from harness.store import staged
 
 log = logging.getLogger(__name__)
 
@@ -111,8 +110,6 @@ def cached(name: str, key: dict[str, Any], build: Any) -> LinearTextClassifier:
     log.warning("training the %s reward classifier once (cached in %s)", name, path)
     clf: LinearTextClassifier = build()
     clf.meta |= {"content_hash": digest, "name": name}
-    staging = path.with_name(path.name + f".partial-{os.getpid()}")
-    shutil.rmtree(staging, ignore_errors=True)
-    clf.save(staging)
-    os.replace(staging, path)
+    with staged(path) as stage:
+        clf.save(stage)
     return clf
