@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from harness.assets import cache_dir
+from harness.progress import progress
 from harness.store import staged
 
 log = logging.getLogger(__name__)
@@ -79,9 +80,12 @@ def train(
     from sklearn.linear_model import LogisticRegression
 
     t0 = time.perf_counter()
-    vec = TfidfVectorizer(ngram_range=(1, ngram_max), max_features=max_features, min_df=2, sublinear_tf=False)
-    x = vec.fit_transform(texts)
-    model = LogisticRegression(C=c, max_iter=2000).fit(x, labels)
+    with progress(f"training a classifier on {len(texts)} reviews", total=2) as bar:
+        vec = TfidfVectorizer(ngram_range=(1, ngram_max), max_features=max_features, min_df=2, sublinear_tf=False)
+        x = vec.fit_transform(texts)
+        bar.advance(bar.task_ids[0])
+        model = LogisticRegression(C=c, max_iter=2000).fit(x, labels)
+        bar.advance(bar.task_ids[0])
     clf = LinearTextClassifier(
         vocabulary={k: int(v) for k, v in vec.vocabulary_.items()},
         idf=vec.idf_.astype(np.float64),
