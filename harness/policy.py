@@ -22,7 +22,9 @@ class Completions:
 
     token_logprobs are per-token log-probabilities under the policy that produced the completions (None
     for policies without per-token probabilities, such as best-of-n); ref_token_logprobs are those under
-    the reference policy, filled in by whoever already has them so that nobody scores twice.
+    the reference policy, filled in only by code that knows the sampler was pi_ref (the pool, best-of-n), so
+    that nobody scores twice. A Policy's `sample` never fills them: it does not know whether it is the
+    reference.
     """
 
     tokens: list[list[tuple[int, ...]]]

@@ -16,14 +16,14 @@ import jsonlines
 import numpy as np
 
 from harness import seeding
-from harness.policy import Completions
+from harness.policy import Completions, Prompt
 from harness.store import config_hash, staged, write_json, write_jsonl
 from harness.task import Task
 
 log = logging.getLogger(__name__)
 
 # Pools of different streams never share samples.
-STREAMS = {"pool": seeding.POOL, "held-out": seeding.HELD_OUT}
+STREAMS = {"pool": seeding.POOL, "held-out": seeding.HELD_OUT, "train": seeding.TRAIN_POOL}
 
 
 @dataclass
@@ -47,7 +47,8 @@ class PoolCache:
     def path(self, task: Task, m: int, seed: int, stream: str) -> Path:
         key = {
             "task": task.config.model_dump(exclude={"methods", "evaluation"}),
-            "prompts": [p.tokens for p in task.prompts],  # the prompts as built, not only the config behind them
+            # the prompts as built, not only the config behind them
+            "prompts": [p.tokens for p in _prompts(task, stream)],
             "m": m,
             "seed": seed,
             "stream": stream,
@@ -55,27 +56,34 @@ class PoolCache:
         return self.root / ".pools" / task.config.name / config_hash(key)
 
     def get(self, task: Task, m: int, seed: int, stream: str = "pool") -> Pool:
+        """The pool of `m` samples per prompt; stream "train" covers the training prompts, the others the
+        evaluation prompts."""
         if stream not in STREAMS:
             raise ValueError(f"unknown pool stream {stream!r}; accepted: {', '.join(STREAMS)}")
+        prompts = _prompts(task, stream)
         path = self.path(task, m, seed, stream)
         if (path / "pool.jsonl").is_file():
             log.info("reusing the reference pool %s", path)
-            return _load(path, len(task.prompts))
-        log.info("sampling a reference pool of %d per prompt for %d prompts", m, len(task.prompts))
-        c = task.reference.sample(task.prompts, m, seeding.derive_seed(seed, STREAMS[stream]))
+            return _load(path, len(prompts))
+        log.info("sampling a reference pool of %d per prompt for %d prompts", m, len(prompts))
+        c = task.reference.sample(prompts, m, seeding.derive_seed(seed, STREAMS[stream]))
         if c.ref_token_logprobs is None:
             c.ref_token_logprobs = c.token_logprobs
         pool = Pool(
             completions=c,
-            rewards=task.reward.score(task.prompts, c),
-            gold=task.gold_reward.score(task.prompts, c) if task.gold_reward else None,
+            rewards=task.reward.score(prompts, c),
+            gold=task.gold_reward.score(prompts, c) if task.gold_reward else None,
         )
-        self.sampled += len(task.prompts) * m
-        _save(pool, task, path, {"task": task.config.name, "m": m, "seed": seed, "stream": stream})
+        self.sampled += len(prompts) * m
+        _save(pool, prompts, path, {"task": task.config.name, "m": m, "seed": seed, "stream": stream})
         return pool
 
 
-def _save(pool: Pool, task: Task, path: Path, meta: dict) -> None:
+def _prompts(task: Task, stream: str) -> list[Prompt]:
+    return task.train_prompts if stream == "train" else task.prompts
+
+
+def _save(pool: Pool, prompts: list[Prompt], path: Path, meta: dict) -> None:
     c = pool.completions
     records = (
         {
@@ -86,7 +94,7 @@ def _save(pool: Pool, task: Task, path: Path, meta: dict) -> None:
             "reward": float(pool.rewards[i][j]),
             "gold_reward": None if pool.gold is None else float(pool.gold[i][j]),
         }
-        for i, prompt in enumerate(task.prompts)
+        for i, prompt in enumerate(prompts)
         for j in range(pool.m)
     )
     with staged(path) as stage:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -61,6 +62,10 @@ class Task:
     reward: Reward
     gold_reward: Reward | None = None
     train_prompts: list[Prompt] = field(default_factory=list)  # for methods that train; disjoint from `prompts`
+    # For methods that train: the reference policy's torch model (copied, never changed) and how a trained
+    # copy of it becomes a Policy of the same kind as `reference`.
+    model: Any = None
+    make_policy: Callable[[Any], Policy] | None = None
     metadata: dict[str, Any] = field(default_factory=dict)  # recorded in every result (e.g. reward accuracies)
 
     @property

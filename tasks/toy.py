@@ -66,7 +66,6 @@ class ToyPolicy:
             tokens=[list(self.completions) for _ in prompts],
             text=[[_text(c) for c in self.completions] for _ in prompts],
             token_logprobs=lps,
-            ref_token_logprobs=lps,
         )
 
     def support(self, prompt: Prompt) -> Completions:
@@ -122,5 +121,17 @@ def build(config: TaskConfig) -> Task:
     all_prompts = list(itertools.product(range(params.vocab_size), repeat=params.prompt_length))
     chosen = sorted(rng.choice(len(all_prompts), size=params.n_prompts, replace=False))
     prompts = [Prompt(id=f"toy-{i}", text=_text(all_prompts[j]), tokens=all_prompts[j]) for i, j in enumerate(chosen)]
-    policy = ToyPolicy(build_model(params), prompts, params.vocab_size, params.completion_length)
-    return Task(config=config, prompts=prompts, reference=policy, reward=TokenWeightReward(params.token_rewards))
+    model = build_model(params)
+
+    def make_policy(m: GPT2LMHeadModel) -> ToyPolicy:
+        return ToyPolicy(m, prompts, params.vocab_size, params.completion_length)
+
+    return Task(
+        config=config,
+        prompts=prompts,
+        train_prompts=prompts,  # the toy task is solved exactly on its prompts: training and evaluation share them
+        reference=make_policy(model),
+        reward=TokenWeightReward(params.token_rewards),
+        model=model,
+        make_policy=make_policy,
+    )

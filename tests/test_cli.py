@@ -100,7 +100,7 @@ def test_same_seed_gives_identical_results(tmp_path):
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
-        (("--method", "bno", "--task", "toy"), "unknown method 'bno'; did you mean 'bon'?"),
+        (("--method", "bno", "--task", "toy"), "unknown method 'bno'; did you mean 'bon'"),
         (("--method", "bon", "--task", "tyo"), "unknown task 'tyo'; did you mean 'toy'?"),
         (("--method", "bon", "--task", "toy", "--n", "0"), "n = '0': Input should be greater than or equal to 1"),
         (("--method", "bon", "--task", "toy", "--n", "-3"), "n = '-3': Input should be greater than or equal to 1"),

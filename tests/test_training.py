@@ -1,0 +1,83 @@
+"""Training methods converge to their exact optima on the toy task (KL by enumeration)."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from harness import bon, kl, targets
+from harness.method import RunContext
+from harness.policy import sequence_logprobs
+from harness.pool import PoolCache
+from methods.ppo import PPO, PPOMethodConfig
+from methods.vbon import VBoN, VBoNConfig
+from tests.conftest import support_arrays
+
+
+def kl_to_target(task, policy, target_of):
+    """Mean over prompts of KL(pi || target) and KL(pi_ref || target), exact by enumeration."""
+    trained, reference = [], []
+    for i, prompt in enumerate(task.prompts):
+        p_ref, r = support_arrays(task, i)
+        target = target_of(p_ref, r)
+        support = task.reference.support(prompt).tokens
+        pi = np.exp(policy.logprob([prompt], support)[0])
+        trained.append(kl.kl_exact(pi, target))
+        reference.append(kl.kl_exact(p_ref, target))
+    return float(np.mean(trained)), float(np.mean(reference))
+
+
+@pytest.mark.parametrize(
+    ("method", "config", "target_of"),
+    [
+        (PPO, PPOMethodConfig(beta=1.0), lambda p, r: targets.kl_regularized_optimum(p, r, 1.0)),
+        (VBoN, VBoNConfig(n=4, cdf="exact"), lambda p, r: targets.vbon_optimum(p, r, 4)),
+        (VBoN, VBoNConfig(n=4, cdf="exact", variant="l1"), lambda p, r: targets.vbon_l1_optimum(p, r, 4)),
+    ],
+    ids=["ppo", "vbon", "vbon-l1"],
+)
+def test_converges_to_the_exact_optimum(toy, tmp_path, method, config, target_of):
+    start = time.perf_counter()
+    policy = method(config).align(RunContext(task=toy, seed=0, out_dir=tmp_path, pools=PoolCache(tmp_path)))
+    trained, reference = kl_to_target(toy, policy, target_of)
+    assert trained < 0.1 * reference, (trained, reference)
+    assert trained < 0.1
+    assert policy.training.steps == config.steps and policy.training.tokens > 0
+    print(f"{method.__name__}: KL to target {reference:.3f} -> {trained:.4f} in {time.perf_counter() - start:.0f}s")
+
+
+def test_vbon_with_the_pool_cdf_moves_toward_best_of_n(toy, tmp_path):
+    config = VBoNConfig(n=4, cdf="pool", pool_size=64, steps=100)
+    policy = VBoN(config).align(RunContext(task=toy, seed=0, out_dir=tmp_path, pools=PoolCache(tmp_path)))
+    trained, reference = kl_to_target(toy, policy, lambda p, r: bon.bon_distribution(p, r, 4))
+    assert trained < 0.5 * reference, (trained, reference)
+
+
+def test_trained_policy_logprobs_are_normalised(toy, tmp_path):
+    policy = PPO(PPOMethodConfig(steps=5)).align(
+        RunContext(task=toy, seed=0, out_dir=tmp_path, pools=PoolCache(tmp_path))
+    )
+    for prompt in toy.prompts[:2]:
+        support = toy.reference.support(prompt).tokens
+        assert np.exp(policy.logprob([prompt], support)[0]).sum() == pytest.approx(1.0, abs=1e-6)
+        sample = policy.generate([prompt], 4, seed=0)
+        np.testing.assert_allclose(
+            sequence_logprobs(sample.token_logprobs)[0], policy.logprob([prompt], sample.tokens)[0], atol=1e-9
+        )
+
+
+def test_a_trained_run_reports_consistent_kl_estimates(tmp_path):
+    """k1 and k3 Monte Carlo estimates of a trained policy's KL agree with the exact KL."""
+    from harness.run import execute, resolve
+
+    spec = resolve("toy", "ppo", {"steps": 40}, seed=0, evaluation={"samples_per_prompt": 2000})
+    result = execute(spec, tmp_path)
+    m = result.results["metrics"]
+    assert m["kl_exact"]["mean"] > 0.3
+    for name in ("kl_mc", "kl_k3"):
+        assert m[name]["mean"] == pytest.approx(m["kl_exact"]["mean"], rel=0.05), name
+    assert m["reward"]["mean"] == pytest.approx(m["reward_exact"]["mean"], rel=0.02)
+    cost = result.results["cost"]
+    assert cost["samples_per_output"] == 1 and cost["training_steps"] == 40 and cost["training_tokens"] > 0
