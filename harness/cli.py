@@ -113,8 +113,14 @@ def run(
         result = execute(spec, out, force=force)
     except (UnknownNameError, ConfigError, store.StoreError, MissingAssetError) as e:
         raise fail(str(e)) from None
+    except FloatingPointError as e:
+        raise fail(str(e), code=1) from None
     except KeyboardInterrupt:
-        raise fail("interrupted; nothing was written to the results store", code=130) from None
+        raise fail(
+            "interrupted; nothing was written to the results store (training resumes from its "
+            "last checkpoint when the same command runs again)",
+            code=130,
+        ) from None
     print_results(result.results)
     state = "already finished, not recomputed (use --force)" if result.reused else "written"
     console.print(f"run: {result.path}  [dim]({state})[/]", highlight=False)

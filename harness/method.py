@@ -39,8 +39,9 @@ class RunContext:
 
     task: Task
     seed: int
-    out_dir: Path
+    out_dir: Path  # the run's (staging) directory: what is written here lands in the store with the run
     pools: PoolCache
+    checkpoint_dir: Path | None = None  # kept across interruptions until the run completes; None: no checkpoints
 
     def pool(self) -> Pool:
         """The shared reference pool of the task's evaluation prompts (evaluation.pool_size per prompt)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import platform
+import shutil
 import subprocess
 import time
 from dataclasses import dataclass
@@ -104,7 +105,9 @@ def execute(spec: RunSpec, out: Path, force: bool = False) -> RunResult:
         log.info("building task %s (version %d)", spec.task.name, spec.task.version)
         task = build_task(spec.task)
         pools = PoolCache(out)
-        policy = spec.method(spec.config).align(RunContext(task=task, seed=spec.seed, out_dir=stage, pools=pools))
+        checkpoints = out / ".checkpoints" / spec.task.name / spec.method_name / spec.hash()
+        ctx = RunContext(task=task, seed=spec.seed, out_dir=stage, pools=pools, checkpoint_dir=checkpoints)
+        policy = spec.method(spec.config).align(ctx)
         evaluation = evaluate(task, policy, spec.seed, pools)
         store.write_jsonl(stage / store.SAMPLES, evaluation.records)
         results = {
@@ -120,6 +123,7 @@ def execute(spec: RunSpec, out: Path, force: bool = False) -> RunResult:
             "timing": {"started_at": started.isoformat(), "wall_seconds": round(time.perf_counter() - t0, 3)},
         }
         store.write_json(stage / store.RESULTS, results)
+    shutil.rmtree(checkpoints, ignore_errors=True)  # the run is complete: nothing left to resume
     return RunResult(final, results, reused=False)
 
 

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import copy
 import logging
+import os
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,6 +21,7 @@ import torch
 from pydantic import Field
 
 from harness import seeding
+from harness.bon import argmax_random_ties
 from harness.method import AlignedPolicy, MethodConfig, RunContext, TrainingCost
 from harness.policy import Completions, Policy, Prompt, sequence_logprobs
 from harness.progress import progress
@@ -37,6 +40,7 @@ class TrainConfig(MethodConfig):
     samples_per_prompt: int = Field(16, ge=1, description="On-policy samples per prompt per step.")
     max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping by global norm.")
     log_every: int = Field(25, ge=1, description="Steps between log lines of loss, reward and KL.")
+    checkpoint_every: int = Field(25, ge=1, description="Steps between checkpoints (an interrupted run resumes).")
 
 
 class PPOConfig(TrainConfig):
@@ -63,35 +67,32 @@ class TrainedPolicy(AlignedPolicy):
 
 
 def completion_forward(
-    model: Any, value_head: torch.nn.Module, prompts: Sequence[Prompt], comps: Sequence[tuple[int, ...]]
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Per-token log-probabilities and values of completions, with gradients; padded to (rows, T) with a mask.
-
-    Rows are right-padded so that every real token keeps the position it was sampled at.
-    """
+    model: Any, value_head: torch.nn.Module | None, prompts: Sequence[Prompt], comps: Sequence[tuple[int, ...]]
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+    """Per-token log-probabilities (and values, given a value head) of completions, with gradients, padded
+    to (rows, T) with a mask. Rows are right-padded so that every real token keeps the position it was
+    sampled at."""
     seqs = [p.tokens + tuple(c) for p, c in zip(prompts, comps, strict=True)]
     width, t_max = max(map(len, seqs)), max(map(len, comps))
+    device = next(model.parameters()).device
     ids = torch.zeros((len(seqs), width), dtype=torch.long)
     attn = torch.zeros_like(ids)
-    for k, s in enumerate(seqs):
-        ids[k, : len(s)] = torch.tensor(s)
-        attn[k, : len(s)] = 1
-    device = next(model.parameters()).device
-    out = model(input_ids=ids.to(device), attention_mask=attn.to(device), output_hidden_states=True)
-    logp = out.logits.float().log_softmax(-1)
-    hidden = out.hidden_states[-1].float()
-    rows, lp, val, mask = len(seqs), [], [], torch.zeros((len(seqs), t_max), device=device)
-    index = torch.zeros((rows, t_max), dtype=torch.long, device=device)
-    target = torch.zeros((rows, t_max), dtype=torch.long, device=device)
+    index = torch.zeros((len(seqs), t_max), dtype=torch.long)
+    target = torch.zeros((len(seqs), t_max), dtype=torch.long)
+    mask = torch.zeros((len(seqs), t_max))
     for k, (p, c) in enumerate(zip(prompts, comps, strict=True)):
-        start = len(p.tokens) - 1
-        index[k, : len(c)] = torch.arange(start, start + len(c), device=device)
-        target[k, : len(c)] = torch.tensor(c, device=device)
+        ids[k, : len(seqs[k])] = torch.tensor(seqs[k])
+        attn[k, : len(seqs[k])] = 1
+        index[k, : len(c)] = torch.arange(len(p.tokens) - 1, len(p.tokens) - 1 + len(c))
+        target[k, : len(c)] = torch.tensor(c)
         mask[k, : len(c)] = 1
-    rows_ix = torch.arange(rows, device=device)[:, None]
-    lp = logp[rows_ix, index].gather(-1, target[..., None])[..., 0] * mask
-    val = value_head(hidden[rows_ix, index])[..., 0] * mask
-    return lp, val, mask
+    ids, attn, index, target, mask = (x.to(device) for x in (ids, attn, index, target, mask))
+    out = model(input_ids=ids, attention_mask=attn, output_hidden_states=value_head is not None)
+    rows = torch.arange(len(seqs), device=device)[:, None]
+    logp = out.logits[rows, index].float().log_softmax(-1)
+    lp = logp.gather(-1, target[..., None])[..., 0] * mask
+    values = None if value_head is None else value_head(out.hidden_states[-1][rows, index].float())[..., 0] * mask
+    return lp, values, mask
 
 
 def gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, lam: float) -> torch.Tensor:
@@ -107,26 +108,120 @@ def gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, lam: fl
     return adv
 
 
-def train_on_policy(ctx: RunContext, config: PPOConfig, reward: SequenceReward, beta: float) -> TrainedPolicy:
-    """Maximise E[reward(y)] - beta KL(pi || pi_ref) from the task's reference model, on its training prompts."""
+class Trainer:
+    """What both training paths share: the copied model, AdamW, the seeded prompt order, clipped updates
+    that stop on a non-finite loss, logging, progress and the cost account."""
+
+    def __init__(self, ctx: RunContext, config: TrainConfig, extra: Sequence[torch.nn.Parameter] = ()):
+        task = ctx.task
+        if task.model is None or task.make_policy is None:
+            raise ValueError(f"task {task.config.name!r} has no trainable reference model")
+        if not task.train_prompts:
+            raise ValueError(f"task {task.config.name!r} has no training prompts")
+        self.ctx, self.config = ctx, config
+        torch.manual_seed(seeding.derive_seed(ctx.seed, seeding.TRAIN))
+        self.model = copy.deepcopy(task.model).eval()  # eval: no dropout, so that old and new log-probs agree
+        self.device = next(self.model.parameters()).device
+        self.params = [p for p in self.model.parameters() if p.requires_grad] + list(extra)
+        self.optimizer = torch.optim.AdamW(self.params, lr=config.lr, weight_decay=0.0)
+        self.order = np.random.default_rng(seeding.derive_seed(ctx.seed, seeding.TRAIN)).permutation(
+            len(task.train_prompts)
+        )
+        self.tokens, self.t0, self.start = 0, time.perf_counter(), 0
+        self.extra = list(extra)
+        self._resume()
+
+    @property
+    def _checkpoint(self) -> Path | None:
+        return None if self.ctx.checkpoint_dir is None else self.ctx.checkpoint_dir / "checkpoint.pt"
+
+    def _resume(self) -> None:
+        path = self._checkpoint
+        if path is None or not path.is_file():
+            return
+        state = torch.load(path, map_location=self.device, weights_only=True)
+        self.model.load_state_dict(state["model"])
+        for p, saved in zip(self.extra, state["extra"], strict=True):
+            p.data.copy_(saved)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.start, self.tokens = int(state["step"]) + 1, int(state["tokens"])
+        log.warning("resuming training from %s after step %d", path, self.start - 1)
+
+    def checkpoint(self, step: int) -> None:
+        """Save after `step` every `checkpoint_every` steps (atomically: a crash mid-write keeps the last one)."""
+        path = self._checkpoint
+        if path is None or (step + 1) % self.config.checkpoint_every:
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        state = {
+            "model": self.model.state_dict(),
+            "extra": [p.detach() for p in self.extra],
+            "optimizer": self.optimizer.state_dict(),
+            "step": step,
+            "tokens": self.tokens,
+        }
+        tmp = path.with_name(path.name + ".tmp")
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+
+    def prompts(self, step: int) -> list[Prompt]:
+        k = self.config.prompts_per_step
+        return [self.ctx.task.train_prompts[self.order[(step * k + i) % len(self.order)]] for i in range(k)]
+
+    def update(self, loss: torch.Tensor, step: int) -> None:
+        if not torch.isfinite(loss):
+            kept = f"; the last good checkpoint is {self._checkpoint}" if self._checkpoint else ""
+            raise FloatingPointError(
+                f"training loss became {loss.item()} at step {step}, so training stopped{kept} "
+                f"(try a lower lr than {self.config.lr})"
+            )
+        self.optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.params, self.config.max_grad_norm)
+        self.optimizer.step()
+
+    def log(self, step: int, **values: float) -> None:
+        if step % self.config.log_every == 0 or step == self.config.steps - 1:
+            log.info("step %d  " + "  ".join(f"{k} %.4f" for k in values), step, *values.values())
+
+    def result(self) -> TrainedPolicy:
+        """The trained policy, its weights saved into the run directory (`policy/`)."""
+        cost = TrainingCost(
+            steps=self.config.steps, tokens=self.tokens, seconds=round(time.perf_counter() - self.t0, 3)
+        )
+        self.model.save_pretrained(self.ctx.out_dir / "policy")
+        assert self.ctx.task.make_policy is not None
+        return TrainedPolicy(self.ctx.task.make_policy(self.model), cost)
+
+
+ExtraLoss = Callable[[Any, list[Prompt], int], torch.Tensor]
+
+
+def train_on_policy(
+    ctx: RunContext,
+    config: PPOConfig,
+    reward: SequenceReward,
+    beta: float,
+    extra_loss: ExtraLoss | None = None,
+    pg_weight: float = 1.0,
+) -> TrainedPolicy:
+    """Maximise E[reward(y)] - beta KL(pi || pi_ref) from the task's reference model, on its training prompts.
+
+    `extra_loss(model, prompts, step)`, where given, is added to the PPO loss weighted by 1 - pg_weight (BOND's
+    forward-KL term)."""
     task = ctx.task
-    if task.model is None or task.make_policy is None:
-        raise ValueError(f"task {task.config.name!r} has no trainable reference model")
-    if not task.train_prompts:
-        raise ValueError(f"task {task.config.name!r} has no training prompts")
-    torch.manual_seed(seeding.derive_seed(ctx.seed, seeding.TRAIN))
-    model = copy.deepcopy(task.model).eval()  # eval: no dropout, so that old and new log-probs agree
-    value_head = torch.nn.Linear(model.config.hidden_size, 1).to(next(model.parameters()).device)
+    value_head = torch.nn.Linear(task.model.config.hidden_size, 1) if task.model is not None else torch.nn.Linear(1, 1)
     torch.nn.init.zeros_(value_head.weight)
     torch.nn.init.zeros_(value_head.bias)
-    params = [p for p in model.parameters() if p.requires_grad] + list(value_head.parameters())
-    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=0.0)
-    order = np.random.default_rng(seeding.derive_seed(ctx.seed, seeding.TRAIN)).permutation(len(task.train_prompts))
-    t0, tokens = time.perf_counter(), 0
+    if task.model is not None:
+        value_head.to(next(task.model.parameters()).device)
+    trainer = Trainer(ctx, config, extra=list(value_head.parameters()))
+    model = trainer.model
+    assert task.make_policy is not None
     with progress(f"training ({config.steps} steps)", config.steps) as bar:
-        for step in range(config.steps):
-            pick = [order[(step * config.prompts_per_step + i) % len(order)] for i in range(config.prompts_per_step)]
-            prompts = [task.train_prompts[i] for i in pick]
+        bar.advance(bar.task_ids[0], trainer.start)
+        for step in range(trainer.start, config.steps):
+            prompts = trainer.prompts(step)
             with torch.no_grad():
                 rollout = task.make_policy(model).sample(
                     prompts, config.samples_per_prompt, seeding.derive_seed(ctx.seed, seeding.TRAIN, step)
@@ -137,6 +232,7 @@ def train_on_policy(ctx: RunContext, config: PPOConfig, reward: SequenceReward, 
             comps = [c for row in rollout.tokens for c in row]
             with torch.no_grad():
                 old_lp, old_v, mask = completion_forward(model, value_head, rows, comps)
+            assert old_v is not None
             ref_lp = torch.zeros_like(old_lp)
             for k, r in enumerate(x for row in ref for x in row):
                 ref_lp[k, : len(r)] = torch.tensor(r, dtype=torch.float32)
@@ -152,24 +248,59 @@ def train_on_policy(ctx: RunContext, config: PPOConfig, reward: SequenceReward, 
             adv = (adv - mean) / (std + 1e-8) * mask
             for _ in range(config.ppo_epochs):
                 lp, v, _ = completion_forward(model, value_head, rows, comps)
+                assert v is not None
                 ratio = torch.exp(lp - old_lp)
                 pg = -torch.min(ratio * adv, ratio.clamp(1 - config.clip, 1 + config.clip) * adv)
                 loss = ((pg + config.value_coef * (v - returns) ** 2) * mask).sum() / n_tok
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(f"loss became {loss.item()} at step {step}; lower lr (now {config.lr})")
-                optimizer.zero_grad()
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
-                optimizer.step()
-            tokens += int(n_tok.item())
-            if step % config.log_every == 0 or step == config.steps - 1:
-                log.info(
-                    "step %d  loss %.4f  reward %.4f  kl %.4f",
-                    step,
-                    loss.item(),
-                    seq_reward.mean().item(),
-                    kl_tok.sum(1).mean().item(),
-                )
+                if extra_loss is not None:
+                    loss = pg_weight * loss + (1 - pg_weight) * extra_loss(model, prompts, step)
+                trainer.update(loss, step)
+            trainer.tokens += int(n_tok.item())
+            trainer.log(step, loss=loss.item(), reward=seq_reward.mean().item(), kl=kl_tok.sum(1).mean().item())
+            trainer.checkpoint(step)
             bar.advance(bar.task_ids[0])
-    cost = TrainingCost(steps=config.steps, tokens=tokens, seconds=round(time.perf_counter() - t0, 3))
-    return TrainedPolicy(task.make_policy(model), cost)
+    return trainer.result()
+
+
+class OfflineConfig(TrainConfig):
+    """The offline path: losses on completions drawn from the reference pool of the training prompts."""
+
+    pool_size: int = Field(64, ge=2, description="Reference samples per training prompt to draw pairs from.")
+
+
+PairLoss = Callable[[Any, list[Prompt], int], tuple[torch.Tensor, dict[str, float]]]
+
+
+def train_offline(ctx: RunContext, config: OfflineConfig, batch_loss: PairLoss) -> TrainedPolicy:
+    """Minimise `batch_loss(model, prompts, step)` (pairwise or SFT losses on pooled reference samples)."""
+    trainer = Trainer(ctx, config)
+    with progress(f"training ({config.steps} steps)", config.steps) as bar:
+        bar.advance(bar.task_ids[0], trainer.start)
+        for step in range(trainer.start, config.steps):
+            loss, info = batch_loss(trainer.model, trainer.prompts(step), step)
+            trainer.update(loss, step)
+            trainer.tokens += int(info.pop("tokens", 0))
+            trainer.log(step, loss=loss.item(), **info)
+            trainer.checkpoint(step)
+            bar.advance(bar.task_ids[0])
+    return trainer.result()
+
+
+def sequence_logprob(model: Any, prompts: Sequence[Prompt], comps: Sequence[tuple[int, ...]]) -> torch.Tensor:
+    """log pi(y | x) of each completion, with gradients."""
+    lp, _, _ = completion_forward(model, None, prompts, comps)
+    return lp.sum(1)
+
+
+def pool_extremes(
+    rewards: np.ndarray, n: int, count: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Best and worst of `count` random n-subsets of one prompt's pool (ties broken at random).
+
+    Returns (best, worst, usable): indices into the pool, and whether the subset's rewards differed at all
+    (a subset of equal rewards carries no preference)."""
+    subsets = np.stack([rng.choice(len(rewards), size=n, replace=False) for _ in range(count)])
+    r = rewards[subsets]
+    best = subsets[np.arange(count), argmax_random_ties(r, rng)]
+    worst = subsets[np.arange(count), argmax_random_ties(-r, rng)]
+    return best, worst, r.max(axis=1) > r.min(axis=1)

@@ -107,6 +107,12 @@ def test_same_seed_gives_identical_results(tmp_path):
         (("--method", "bon", "--task", "toy", "--n", "2.5"), "n = '2.5': Input should be a valid integer"),
         (("--method", "bon", "--task", "toy", "-p", "m=3"), "m = 3: Extra inputs are not permitted"),
         (("--method", "bon", "--task", "toy", "--samples", "0"), "samples_per_prompt = 0"),
+        (("--method", "ppo", "--task", "toy", "-p", "beta=0"), "beta = 0: Input should be greater than 0"),
+        (("--method", "dpo", "--task", "toy", "-p", "beta=-1"), "beta = -1: Input should be greater than 0"),
+        (("--method", "bonbon", "--task", "toy", "--n", "1"), "n = '1': Input should be greater than or equal to 2"),
+        (("--method", "vbon", "--task", "toy", "--n", "1"), "n = '1': Input should be greater than or equal to 2"),
+        (("--method", "bond", "--task", "toy", "-p", "lr=0"), "lr = 0: Input should be greater than 0"),
+        (("--method", "vbon", "--task", "toy", "-p", "variant=l2"), "variant = 'l2': Input should be 'exact' or 'l1'"),
     ],
 )
 def test_bad_input_gives_one_line_and_exit_2(tmp_path, args, expected):

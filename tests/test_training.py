@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import signal
+import subprocess
+import sys
 import time
 
 import numpy as np
 import pytest
+import torch
 
 from harness import bon, kl, targets
 from harness.method import RunContext
@@ -81,3 +86,93 @@ def test_a_trained_run_reports_consistent_kl_estimates(tmp_path):
     assert m["reward"]["mean"] == pytest.approx(m["reward_exact"]["mean"], rel=0.02)
     cost = result.results["cost"]
     assert cost["samples_per_output"] == 1 and cost["training_steps"] == 40 and cost["training_tokens"] > 0
+
+
+def _run(method, config, task, tmp_path):
+    return method(config).align(RunContext(task=task, seed=0, out_dir=tmp_path, pools=PoolCache(tmp_path)))
+
+
+@pytest.mark.parametrize(
+    ("method", "config"),
+    [
+        ("bonbon", {"n": 4, "pool_size": 256, "steps": 150, "lr": 1e-3}),
+        ("bond", {"n": 4, "pool_size": 256, "steps": 150}),
+    ],
+)
+def test_best_of_n_imitators_end_closer_to_best_of_n(toy, tmp_path, method, config):
+    from harness.method import METHODS
+
+    cls = METHODS.get(method)
+    policy = _run(cls, cls.Config(**config), toy, tmp_path)
+    trained, reference = kl_to_target(toy, policy, lambda p, r: bon.bon_distribution(p, r, 4))
+    assert trained < 0.5 * reference, (trained, reference)
+    print(f"{method}: KL to pi_BoN {reference:.3f} -> {trained:.4f}")
+
+
+def test_dpo_moves_probability_toward_preferred_completions(toy, tmp_path):
+    from methods.dpo import DPO, DPOConfig
+
+    policy = _run(DPO, DPOConfig(beta=0.5, pool_size=256, steps=100, lr=1e-3), toy, tmp_path)
+    before, after = [], []
+    for i, prompt in enumerate(toy.prompts):
+        p_ref, r = support_arrays(toy, i)
+        pi = np.exp(policy.logprob([prompt], toy.reference.support(prompt).tokens)[0])
+        before.append(p_ref @ r)
+        after.append(pi @ r)
+    assert np.mean(after) > np.mean(before) + 1.0, (np.mean(before), np.mean(after))
+
+
+def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_checkpoint(toy, tmp_path):
+    """An objective that turns NaN at step 5 (a reward model gone wrong) stops training there."""
+    from harness.train import PPOConfig, train_on_policy
+
+    calls = []
+
+    def reward(prompts, completions):
+        calls.append(1)
+        r = toy.reward.score(prompts, completions)
+        return [x * np.nan for x in r] if len(calls) > 5 else r
+
+    ckpt = tmp_path / "ckpt"
+    ctx = RunContext(task=toy, seed=0, out_dir=tmp_path, pools=PoolCache(tmp_path), checkpoint_dir=ckpt)
+    with pytest.raises(FloatingPointError, match=r"loss became nan at step 5, so training stopped; the last good"):
+        train_on_policy(ctx, PPOConfig(steps=20, checkpoint_every=1), reward, beta=1.0)
+    state = torch.load(ckpt / "checkpoint.pt", weights_only=True)
+    assert state["step"] == 4
+    assert all(torch.isfinite(v).all() for v in state["model"].values())
+
+
+def test_interrupted_training_resumes_to_the_same_result(tmp_path):
+    """SIGINT mid-training, run again: the same results.json as a run that was never interrupted."""
+    args = ["run", "--method", "ppo", "--task", "toy", "-p", "steps=150", "-p", "checkpoint_every=10"]
+    whole = subprocess.run(
+        [sys.executable, "-m", "harness", *args, "--out", str(tmp_path / "a")], capture_output=True, text=True
+    )
+    assert whole.returncode == 0, whole.stderr
+    out = tmp_path / "b"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "harness", *args, "--out", str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.time() + 120
+    while time.time() < deadline and not list(out.glob(".checkpoints/toy/ppo/*/checkpoint.pt")):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=60)
+    assert proc.returncode != 0 and not list(out.glob("toy/ppo/*/results.json"))
+    resumed = subprocess.run(
+        [sys.executable, "-m", "harness", "-v", *args, "--out", str(out)], capture_output=True, text=True
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming training" in resumed.stderr
+    (a,) = (tmp_path / "a").glob("toy/ppo/*/results.json")
+    (b,) = out.glob("toy/ppo/*/results.json")
+    ra, rb = json.loads(a.read_text()), json.loads(b.read_text())
+    for r in (ra, rb):
+        r.pop("timing")
+        r["cost"].pop("training_seconds")
+    assert ra == rb
+    assert (b.parent / "policy" / "model.safetensors").is_file()
+    assert not list(out.glob(".checkpoints/toy/ppo/*/checkpoint.pt"))
