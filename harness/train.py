@@ -37,15 +37,16 @@ class TrainConfig(MethodConfig):
     steps: int = Field(200, ge=1, description="Rollout-and-update steps.")
     lr: float = Field(3e-3, gt=0, description="AdamW learning rate (constant).")
     prompts_per_step: int = Field(8, ge=1, description="Training prompts per step (cycled in a seeded order).")
-    samples_per_prompt: int = Field(16, ge=1, description="On-policy samples per prompt per step.")
     max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping by global norm.")
     log_every: int = Field(25, ge=1, description="Steps between log lines of loss, reward and KL.")
     checkpoint_every: int = Field(25, ge=1, description="Steps between checkpoints (an interrupted run resumes).")
+    lora_rank: int = Field(0, ge=0, description="LoRA rank on every linear layer (peft); 0 trains all weights.")
 
 
 class PPOConfig(TrainConfig):
     """The on-policy path: PPO-clip with a value head and GAE (Schulman et al. 2017; Ouyang et al. 2022)."""
 
+    samples_per_prompt: int = Field(16, ge=1, description="On-policy samples per prompt per step.")
     ppo_epochs: int = Field(2, ge=1, description="Optimisation passes over each rollout.")
     clip: float = Field(0.2, gt=0, description="PPO ratio clipping epsilon.")
     gae_lambda: float = Field(0.95, ge=0, le=1, description="GAE lambda (gamma is 1).")
@@ -121,6 +122,13 @@ class Trainer:
         self.ctx, self.config = ctx, config
         torch.manual_seed(seeding.derive_seed(ctx.seed, seeding.TRAIN))
         self.model = copy.deepcopy(task.model).eval()  # eval: no dropout, so that old and new log-probs agree
+        if config.lora_rank:
+            from peft import LoraConfig, get_peft_model
+
+            lora = LoraConfig(
+                r=config.lora_rank, lora_alpha=2 * config.lora_rank, lora_dropout=0.0, target_modules="all-linear"
+            )
+            self.model = get_peft_model(self.model, lora).eval()
         self.device = next(self.model.parameters()).device
         self.params = [p for p in self.model.parameters() if p.requires_grad] + list(extra)
         self.optimizer = torch.optim.AdamW(self.params, lr=config.lr, weight_decay=0.0)

@@ -176,3 +176,18 @@ def test_interrupted_training_resumes_to_the_same_result(tmp_path):
     assert ra == rb
     assert (b.parent / "policy" / "model.safetensors").is_file()
     assert not list(out.glob(".checkpoints/toy/ppo/*/checkpoint.pt"))
+
+
+def test_lora_trains_only_adapters_and_improves_the_objective(toy, tmp_path):
+    config = PPOMethodConfig(beta=1.0, steps=60, lora_rank=4, lr=1e-2)
+    policy = _run(PPO, config, toy, tmp_path)
+    trained, reference = kl_to_target(toy, policy, lambda p, r: targets.kl_regularized_optimum(p, r, 1.0))
+    assert trained < 0.5 * reference, (trained, reference)
+    saved = {p.name for p in (tmp_path / "policy").iterdir()}
+    assert "adapter_model.safetensors" in saved and "model.safetensors" not in saved
+    from harness.task import load_task
+    from tasks.toy import ToyParams, build_model
+
+    fresh = build_model(ToyParams.model_validate(load_task("toy").params))
+    for a, b in zip(fresh.state_dict().values(), toy.model.state_dict().values(), strict=True):
+        assert torch.equal(a, b)  # training worked on a copy: the reference model is untouched
