@@ -24,6 +24,7 @@ from harness import seeding
 from harness.bon import argmax_random_ties
 from harness.method import AlignedPolicy, MethodConfig, RunContext, TrainingCost
 from harness.policy import Completions, Policy, Prompt, sequence_logprobs
+from harness.pool import Pool
 from harness.progress import progress
 
 log = logging.getLogger(__name__)
@@ -312,3 +313,34 @@ def pool_extremes(
     best = subsets[np.arange(count), argmax_random_ties(r, rng)]
     worst = subsets[np.arange(count), argmax_random_ties(-r, rng)]
     return best, worst, r.max(axis=1) > r.min(axis=1)
+
+
+class PoolPairs:
+    """Best-and-worst pairs from n-subsets of the reference pool of the training prompts (dpo: n = 2;
+    bonbon: n = 8), with the log-ratio gap h that the pairwise losses read."""
+
+    def __init__(self, pool: Pool, prompts: Sequence[Prompt]):
+        self.pool = pool
+        self.row = {p.tokens: i for i, p in enumerate(prompts)}
+        self.ref = sequence_logprobs(pool.completions.ref_token_logprobs)  # type: ignore[arg-type]
+
+    def gap(
+        self, model: Any, prompts: Sequence[Prompt], n: int, count: int, rng: np.random.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor, int] | None:
+        """(h, log pi(y+), tokens) for `count` pairs per prompt, h = [log pi(y+) - log pi(y-)] - [log pi_ref(y+)
+        - log pi_ref(y-)]; None when every drawn subset was a tie."""
+        rows, best, worst, ref_gap = [], [], [], []
+        for p in prompts:
+            i = self.row[p.tokens]
+            b_ix, w_ix, usable = pool_extremes(self.pool.rewards[i], n, count, rng)
+            for b, w in zip(b_ix[usable], w_ix[usable], strict=True):
+                rows.append(p)
+                best.append(self.pool.completions.tokens[i][b])
+                worst.append(self.pool.completions.tokens[i][w])
+                ref_gap.append(self.ref[i][b] - self.ref[i][w])
+        if not rows:
+            return None
+        lp = sequence_logprob(model, rows + rows, best + worst)
+        lp_best = lp[: len(rows)]
+        h = lp_best - lp[len(rows) :] - torch.tensor(ref_gap, dtype=lp.dtype, device=lp.device)
+        return h, lp_best, sum(map(len, best + worst))

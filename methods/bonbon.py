@@ -14,8 +14,7 @@ from pydantic import Field
 
 from harness import objectives, seeding
 from harness.method import METHODS, AlignedPolicy, Method, RunContext
-from harness.policy import sequence_logprobs
-from harness.train import OfflineConfig, pool_extremes, sequence_logprob, train_offline
+from harness.train import OfflineConfig, PoolPairs, train_offline
 
 
 class BoNBoNConfig(OfflineConfig):
@@ -36,28 +35,15 @@ class BoNBoN(Method[BoNBoNConfig]):
         if cfg.n > cfg.pool_size:
             raise ValueError(f"n = {cfg.n} exceeds pool_size = {cfg.pool_size}; groups are drawn from the pool")
         beta_n = objectives.bonbon_beta(cfg.n)
-        pool = ctx.pools.get(ctx.task, cfg.pool_size, ctx.seed, stream="train")
-        row = {p.tokens: i for i, p in enumerate(ctx.task.train_prompts)}
-        ref = [sequence_logprobs([r])[0] for r in pool.completions.ref_token_logprobs]  # type: ignore[union-attr]
+        pairs = PoolPairs(ctx.pools.get(ctx.task, cfg.pool_size, ctx.seed, stream="train"), ctx.task.train_prompts)
 
         def batch_loss(model, prompts, step):  # type: ignore[no-untyped-def]
             rng = np.random.default_rng(seeding.derive_seed(ctx.seed, seeding.TRAIN, step))
-            rows, best, worst, ref_gap = [], [], [], []
-            for p in prompts:
-                i = row[p.tokens]
-                b_ix, w_ix, usable = pool_extremes(pool.rewards[i], cfg.n, cfg.groups_per_prompt, rng)
-                for b, w in zip(b_ix[usable], w_ix[usable], strict=True):
-                    rows.append(p)
-                    best.append(pool.completions.tokens[i][b])
-                    worst.append(pool.completions.tokens[i][w])
-                    ref_gap.append(ref[i][b] - ref[i][w])
-            if not rows:
+            drawn = pairs.gap(model, prompts, cfg.n, cfg.groups_per_prompt, rng)
+            if drawn is None:
                 return torch.zeros((), requires_grad=True), {"pairs": 0.0}
-            lp = sequence_logprob(model, rows + rows, best + worst)
-            lp_best, lp_worst = lp[: len(rows)], lp[len(rows) :]
-            h = lp_best - lp_worst - torch.tensor(ref_gap, dtype=lp.dtype, device=lp.device)
+            h, lp_best, tokens = drawn
             loss = objectives.bonbon_loss(h, -lp_best, beta_n, cfg.alpha, cfg.pair).mean()
-            tokens = sum(map(len, best + worst))
             return loss, {"gap": h.mean().item(), "target_gap": 1 / (2 * beta_n), "tokens": tokens}
 
         return train_offline(ctx, cfg, batch_loss)

@@ -11,8 +11,7 @@ from pydantic import Field
 
 from harness import objectives, seeding
 from harness.method import METHODS, AlignedPolicy, Method, RunContext
-from harness.policy import sequence_logprobs
-from harness.train import OfflineConfig, pool_extremes, sequence_logprob, train_offline
+from harness.train import OfflineConfig, PoolPairs, train_offline
 
 
 class DPOConfig(OfflineConfig):
@@ -29,27 +28,15 @@ class DPO(Method[DPOConfig]):
 
     def align(self, ctx: RunContext) -> AlignedPolicy:
         cfg = self.config
-        pool = ctx.pools.get(ctx.task, cfg.pool_size, ctx.seed, stream="train")
-        row = {p.tokens: i for i, p in enumerate(ctx.task.train_prompts)}
-        ref = [sequence_logprobs([r])[0] for r in pool.completions.ref_token_logprobs]  # type: ignore[union-attr]
+        pairs = PoolPairs(ctx.pools.get(ctx.task, cfg.pool_size, ctx.seed, stream="train"), ctx.task.train_prompts)
 
         def batch_loss(model, prompts, step):  # type: ignore[no-untyped-def]
             rng = np.random.default_rng(seeding.derive_seed(ctx.seed, seeding.TRAIN, step))
-            rows, chosen, rejected, ref_gap = [], [], [], []
-            for p in prompts:
-                i = row[p.tokens]
-                best, worst, usable = pool_extremes(pool.rewards[i], 2, cfg.pairs_per_prompt, rng)
-                for b, w in zip(best[usable], worst[usable], strict=True):
-                    rows.append(p)
-                    chosen.append(pool.completions.tokens[i][b])
-                    rejected.append(pool.completions.tokens[i][w])
-                    ref_gap.append(ref[i][b] - ref[i][w])
-            if not rows:
+            drawn = pairs.gap(model, prompts, 2, cfg.pairs_per_prompt, rng)
+            if drawn is None:
                 return torch.zeros((), requires_grad=True), {"pairs": 0.0}
-            lp = sequence_logprob(model, rows + rows, chosen + rejected)
-            h = lp[: len(rows)] - lp[len(rows) :] - torch.tensor(ref_gap, dtype=lp.dtype, device=lp.device)
+            h, _, tokens = drawn
             loss = objectives.dpo_loss(h, cfg.beta, cfg.loss).mean()
-            tokens = sum(map(len, chosen + rejected))
-            return loss, {"margin": h.mean().item(), "pairs": float(len(rows)), "tokens": tokens}
+            return loss, {"margin": h.mean().item(), "pairs": float(len(h)), "tokens": tokens}
 
         return train_offline(ctx, cfg, batch_loss)
