@@ -17,7 +17,7 @@ import time
 import numpy as np
 
 from harness import bon
-from harness.policy import EnumerablePolicy, sequence_logprobs
+from harness.policy import EnumerablePolicy, enumerate_prompt
 from harness.task import build_task, load_task
 from methods.bon import BoNPolicy
 
@@ -41,10 +41,8 @@ def main() -> None:
         for n in ns:
             vals = []
             for p in prompts:
-                support = task.reference.support(p)
-                p_ref = np.exp(sequence_logprobs(support.token_logprobs)[0])  # type: ignore[arg-type]
-                r = task.reward.score([p], support)[0]
-                vals.append(bon.bon_distribution(p_ref, r, n) @ r)
+                e = enumerate_prompt(task.reference, task.reward, p)
+                vals.append(bon.bon_distribution(e.p_ref, e.rewards, n) @ e.rewards)
             exact[n] = float(np.mean(vals))
 
     pool_est: dict[int, list[float]] = {n: [] for n in ns}

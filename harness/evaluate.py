@@ -10,7 +10,7 @@ import numpy as np
 
 from harness import bon, kl, seeding, winrate
 from harness.method import AlignedPolicy
-from harness.policy import Completions, EnumerablePolicy, sequence_logprobs
+from harness.policy import Completions, EnumerablePolicy, enumerate_prompt, sequence_logprobs
 from harness.pool import PoolCache
 from harness.stats import summarize
 from harness.task import Task
@@ -163,16 +163,15 @@ def _exact(task: Task, policy: AlignedPolicy) -> dict[str, list[float]]:
     assert isinstance(reference, EnumerablePolicy)
     out: dict[str, list[float]] = {}
     for prompt in task.prompts:
-        support = reference.support(prompt)
-        p_ref = np.exp(sequence_logprobs(support.token_logprobs)[0])  # type: ignore[arg-type]
-        logp = policy.logprob([prompt], support.tokens)
+        e = enumerate_prompt(reference, task.reward, prompt)
+        logp = policy.logprob([prompt], e.support.tokens)
         if logp is None:
             return {}
         p = np.exp(logp[0])
-        r = task.reward.score([prompt], support)[0]
-        out.setdefault("reward_exact", []).append(float(p @ r))
+        out.setdefault("reward_exact", []).append(float(p @ e.rewards))
         if task.gold_reward is not None:
-            out.setdefault("gold_reward_exact", []).append(float(p @ task.gold_reward.score([prompt], support)[0]))
-        out.setdefault("win_rate_exact", []).append(winrate.win_rate_exact(p, p_ref, r))
-        out.setdefault("kl_exact", []).append(kl.kl_exact(p, p_ref))
+            gold = task.gold_reward.score([prompt], e.support)[0]
+            out.setdefault("gold_reward_exact", []).append(float(p @ gold))
+        out.setdefault("win_rate_exact", []).append(winrate.win_rate_exact(p, e.p_ref, e.rewards))
+        out.setdefault("kl_exact", []).append(kl.kl_exact(p, e.p_ref))
     return out

@@ -10,13 +10,14 @@ import numpy as np
 from scipy.special import gammaln, logsumexp
 
 
-def pool_cdf(pool_rewards: np.ndarray, rewards: np.ndarray) -> np.ndarray:
-    """Add-one smoothed reward CDF of one prompt from its reference pool: (1 + #{j: r_j < r}) / (M + 1).
+def pool_cdf(pool_rewards: np.ndarray, rewards: np.ndarray, inclusive: bool = False) -> np.ndarray:
+    """Add-one smoothed reward CDF of one prompt from its reference pool: (1 + #{j: r_j < r}) / (M + 1), or
+    with r_j <= r where `inclusive` (BOND's p<=, Sessa et al. 2024, Eq. 8, used with beta = 1/(n-1)).
 
     Never 0, so its logarithm is finite for every reward (Amini et al. 2024, section 4).
     """
     pool = np.sort(np.asarray(pool_rewards, np.float64))
-    below = np.searchsorted(pool, np.asarray(rewards, np.float64), side="left")
+    below = np.searchsorted(pool, np.asarray(rewards, np.float64), side="right" if inclusive else "left")
     return np.asarray((1.0 + below) / (len(pool) + 1.0))
 
 
@@ -84,12 +85,6 @@ def dpo_loss(h, beta: float, kind: str = "sigmoid"):  # type: ignore[no-untyped-
     if kind == "ipo":
         return (h - 1.0 / (2.0 * beta)) ** 2
     raise ValueError(f"unknown DPO loss {kind!r}; accepted: 'sigmoid', 'ipo'")
-
-
-def bond_reward(log_p_le: np.ndarray) -> np.ndarray:
-    """BOND's backward-KL reward log p<=(y) = log P_{z~pi_ref}(r(z) <= r(y)), with beta = 1/(n-1)
-    (Sessa et al. 2024, Eq. 8)."""
-    return np.asarray(log_p_le, np.float64)
 
 
 def jbond_reward(rewards: np.ndarray, anchor_rewards: np.ndarray) -> np.ndarray:

@@ -80,3 +80,23 @@ class Reward(Protocol):
     label: str
 
     def score(self, prompts: Sequence[Prompt], completions: Completions) -> list[np.ndarray]: ...
+
+
+@dataclass
+class Enumeration:
+    """Every completion of one prompt with its reference probability and reward."""
+
+    support: Completions  # a single row
+    p_ref: np.ndarray
+    rewards: np.ndarray
+
+    def index(self, tokens: Sequence[tuple[int, ...]]) -> np.ndarray:
+        """Positions of the given completions in the support."""
+        where = {c: j for j, c in enumerate(self.support.tokens[0])}
+        return np.array([where[tuple(c)] for c in tokens], dtype=int)
+
+
+def enumerate_prompt(reference: EnumerablePolicy, reward: Reward, prompt: Prompt) -> Enumeration:
+    support = reference.support(prompt)
+    p_ref = np.exp(sequence_logprobs(support.token_logprobs)[0])  # type: ignore[arg-type]
+    return Enumeration(support=support, p_ref=p_ref, rewards=reward.score([prompt], support)[0])

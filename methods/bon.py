@@ -13,7 +13,7 @@ from pydantic import Field
 
 from harness.bon import argmax_random_ties, bon_distribution
 from harness.method import METHODS, AlignedPolicy, Method, MethodConfig, RunContext
-from harness.policy import Completions, EnumerablePolicy, Policy, Prompt, Reward, sequence_logprobs
+from harness.policy import Completions, EnumerablePolicy, Policy, Prompt, Reward, enumerate_prompt
 from harness.pool import Pool
 
 
@@ -44,12 +44,9 @@ class BoNPolicy(AlignedPolicy):
             return None
         out = []
         for prompt, row in zip(prompts, tokens, strict=True):
-            support = self.reference.support(prompt)
-            p_ref = np.exp(sequence_logprobs(support.token_logprobs)[0])  # type: ignore[arg-type]
-            p_bon = bon_distribution(p_ref, self.reward.score([prompt], support)[0], self.n)
-            index = {c: i for i, c in enumerate(support.tokens[0])}
+            e = enumerate_prompt(self.reference, self.reward, prompt)
             with np.errstate(divide="ignore"):
-                out.append(np.log(p_bon[[index[tuple(c)] for c in row]]))
+                out.append(np.log(bon_distribution(e.p_ref, e.rewards, self.n)[e.index(row)]))
         return out
 
 

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 from pydantic import Field
 
-from harness import seeding
+from harness import objectives, seeding
 from harness.bon import argmax_random_ties
 from harness.method import METHODS, AlignedPolicy, Method, RunContext
 from harness.policy import Completions, Prompt
@@ -41,14 +41,13 @@ class BOND(Method[BONDConfig]):
         task = ctx.task
         pool = ctx.pools.get(task, cfg.pool_size, ctx.seed, stream="train")
         row = {p.tokens: i for i, p in enumerate(task.train_prompts)}
-        sorted_pool = [np.sort(r) for r in pool.rewards]
 
         def reward(prompts: Sequence[Prompt], completions: Completions) -> list[np.ndarray]:
-            out = []
-            for p, r in zip(prompts, task.reward.score(prompts, completions), strict=True):
-                at_most = np.searchsorted(sorted_pool[row[p.tokens]], r, side="right")
-                out.append(np.log((1.0 + at_most) / (cfg.pool_size + 1.0)))
-            return out
+            scores = task.reward.score(prompts, completions)
+            return [
+                np.log(objectives.pool_cdf(pool.rewards[row[p.tokens]], r, inclusive=True))
+                for p, r in zip(prompts, scores, strict=True)
+            ]
 
         def forward_kl(model, prompts, step):  # type: ignore[no-untyped-def]
             rng = np.random.default_rng(seeding.derive_seed(ctx.seed, seeding.TRAIN, step, 1))

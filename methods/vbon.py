@@ -17,7 +17,7 @@ from pydantic import Field
 
 from harness import bon, objectives
 from harness.method import METHODS, AlignedPolicy, Method, RunContext
-from harness.policy import Completions, EnumerablePolicy, Prompt, sequence_logprobs
+from harness.policy import Completions, EnumerablePolicy, Prompt, enumerate_prompt, sequence_logprobs
 from harness.train import PPOConfig, train_on_policy
 
 
@@ -62,12 +62,9 @@ class VBoN(Method[VBoNConfig]):
 
 def _exact_reward(reference, reward, prompt, tokens, cfg: VBoNConfig) -> np.ndarray:  # type: ignore[no-untyped-def]
     """The vBoN reward by enumeration: tie-aware log pi_BoN/pi_ref ('exact') or log F<=(r) ('l1')."""
-    support = reference.support(prompt)
-    p_ref = np.exp(sequence_logprobs(support.token_logprobs)[0])
-    r_all = reward.score([prompt], support)[0]
-    where = {c: j for j, c in enumerate(support.tokens[0])}
-    pick = [where[tuple(c)] for c in tokens]
+    e = enumerate_prompt(reference, reward, prompt)
+    pick = e.index(tokens)
     if cfg.variant == "l1":
-        _, f_le = bon.reward_cdfs(p_ref, r_all)
+        _, f_le = bon.reward_cdfs(e.p_ref, e.rewards)
         return np.log(f_le[pick])
-    return np.log(bon.bon_distribution(p_ref, r_all, cfg.n)[pick] / p_ref[pick])
+    return np.log(bon.bon_distribution(e.p_ref, e.rewards, cfg.n)[pick] / e.p_ref[pick])

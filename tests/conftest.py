@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from harness.policy import sequence_logprobs
+from harness.policy import enumerate_prompt
 from harness.task import Task, build_task, load_task
 
 
@@ -14,6 +14,5 @@ def toy() -> Task:
 
 def support_arrays(task: Task, i: int) -> tuple[np.ndarray, np.ndarray]:
     """(pi_ref over every completion, reward of every completion) of prompt i of an enumerable task."""
-    support = task.reference.support(task.prompts[i])  # type: ignore[attr-defined]
-    p_ref = np.exp(sequence_logprobs(support.token_logprobs)[0])
-    return p_ref, task.reward.score([task.prompts[i]], support)[0]
+    e = enumerate_prompt(task.reference, task.reward, task.prompts[i])  # type: ignore[arg-type]
+    return e.p_ref, e.rewards

@@ -15,6 +15,8 @@ def test_pool_cdf_is_smoothed_and_never_zero():
     pool = np.array([0.3, -1.0, 2.0, 0.3])
     f = objectives.pool_cdf(pool, np.array([-5.0, 0.3, 0.31, 9.0]))
     np.testing.assert_allclose(f, [1 / 5, 2 / 5, 4 / 5, 5 / 5])
+    f_le = objectives.pool_cdf(pool, np.array([-5.0, 0.3, 0.31, 9.0]), inclusive=True)
+    np.testing.assert_allclose(f_le, [1 / 5, 4 / 5, 4 / 5, 5 / 5])
 
 
 def test_vbon_reward_is_the_exact_log_ratio_without_ties():
