@@ -126,6 +126,36 @@ def run(
     console.print(f"run: {result.path}  [dim]({state})[/]", highlight=False)
 
 
+@app.command("evaluate")
+def evaluate_run(
+    run_ref: Annotated[str, typer.Argument(metavar="RUN", help="A run directory or a config hash (prefix).")],
+    samples: Annotated[int | None, typer.Option(help="Outputs per prompt to evaluate (the run's setting).")] = None,
+    pool_size: Annotated[
+        int | None, typer.Option(help="Reference pool samples per prompt (the run's setting).")
+    ] = None,
+    reference_samples: Annotated[
+        int | None, typer.Option(help="Held-out reference samples per prompt for win rates (the run's setting).")
+    ] = None,
+    out: OutOption = Path("runs"),
+) -> None:
+    """Evaluate a stored run's policy again (its saved weights; nothing is retrained), e.g. with more samples.
+
+    The result goes to <run>/evaluations/<hash>/ beside the run's own results, which stay as they are."""
+    from harness.run import ConfigError, reevaluate
+
+    overrides = {"samples_per_prompt": samples, "pool_size": pool_size, "reference_samples": reference_samples}
+    try:
+        path = store.find_run(out, run_ref)
+        result = reevaluate(path, {k: v for k, v in overrides.items() if v is not None})
+    except (UnknownNameError, ConfigError, store.StoreError, MissingAssetError) as e:
+        raise fail(str(e)) from None
+    except KeyboardInterrupt:
+        raise fail("interrupted; nothing was written", code=130) from None
+    print_results(result.results)
+    state = "already evaluated with these settings" if result.reused else "written"
+    console.print(f"evaluation: {result.path}  [dim]({state})[/]", highlight=False)
+
+
 pool_app = typer.Typer(help="The shared reference pool of a task.", no_args_is_help=True)
 app.add_typer(pool_app, name="pool")
 

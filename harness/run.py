@@ -18,9 +18,9 @@ from pydantic import ValidationError
 import harness
 from harness import store
 from harness.evaluate import evaluate
-from harness.method import METHODS, Method, MethodConfig, RunContext
+from harness.method import METHODS, AlignedPolicy, Method, MethodConfig, RunContext, TrainingCost
 from harness.pool import PoolCache
-from harness.task import TaskConfig, build_task, load_task
+from harness.task import Task, TaskConfig, build_task, load_task
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +124,70 @@ def execute(spec: RunSpec, out: Path, force: bool = False) -> RunResult:
         }
         store.write_json(stage / store.RESULTS, results)
     shutil.rmtree(checkpoints, ignore_errors=True)  # the run is complete: nothing left to resume
+    return RunResult(final, results, reused=False)
+
+
+def stored_spec(run_dir: Path) -> RunSpec:
+    """The spec of a stored run, from its own config.json (not from the task's current YAML)."""
+    config = store.read_json(run_dir / store.CONFIG)
+    method = dict(config["method"])
+    name = method.pop("name")
+    cls = METHODS.get(name)
+    return RunSpec(
+        task=TaskConfig.model_validate(config["task"]),
+        method=cls,
+        method_name=name,
+        config=cls.Config.model_validate(method),
+        seed=config["seed"],
+    )
+
+
+def load_aligned(run_dir: Path, spec: RunSpec, task: Task) -> AlignedPolicy:
+    """A stored run's aligned policy: the trained weights saved in its `policy/` directory, or, for an
+    inference-only method (no training), the method aligned again (which trains nothing)."""
+    results = store.read_json(run_dir / store.RESULTS)
+    cost = results["cost"]
+    if (run_dir / "policy").is_dir():
+        from harness.train import load_trained
+
+        training = TrainingCost(cost["training_steps"], cost["training_tokens"], cost["training_seconds"])
+        return load_trained(task, run_dir / "policy", training)
+    if cost["training_steps"]:
+        raise store.StoreError(f"run {run_dir} trained a policy but has no saved policy/ directory")
+    pools = PoolCache(run_dir.parents[2])
+    return spec.method(spec.config).align(RunContext(task=task, seed=spec.seed, out_dir=run_dir, pools=pools))
+
+
+def reevaluate(run_dir: Path, evaluation: dict[str, Any] | None = None) -> RunResult:
+    """Evaluate a stored run's policy again, with its evaluation settings updated by `evaluation`, into
+    `<run>/evaluations/<hash of the settings and seed>/` (results.json, samples.jsonl); the run's own files are
+    left as they are. An evaluation that is already stored is returned as it is."""
+    spec = stored_spec(run_dir)
+    settings = spec.task.evaluation.model_dump() | (evaluation or {})
+    try:
+        merged = type(spec.task.evaluation).model_validate(settings)
+    except ValidationError as e:
+        raise ConfigError(_one_line("evaluation settings", e)) from None
+    spec.task = spec.task.model_copy(update={"evaluation": merged})
+    key = store.config_hash({"evaluation": merged.model_dump(), "seed": spec.seed})
+    final = run_dir / "evaluations" / key
+    if store.is_complete(final):
+        return RunResult(final, store.read_json(final / store.RESULTS), reused=True)
+    t0 = time.perf_counter()
+    task = build_task(spec.task)
+    policy = load_aligned(run_dir, spec, task)
+    result = evaluate(task, policy, spec.seed, PoolCache(run_dir.parents[2]))
+    results = store.read_json(run_dir / store.RESULTS) | {
+        "evaluation": merged.model_dump(),
+        "metrics": result.metrics,
+        "bon_curve": result.bon_curve,
+        "cost": result.cost,
+        "provenance": provenance(),
+        "timing": {"started_at": datetime.now(UTC).isoformat(), "wall_seconds": round(time.perf_counter() - t0, 3)},
+    }
+    with store.staged(final) as stage:
+        store.write_jsonl(stage / store.SAMPLES, result.records)
+        store.write_json(stage / store.RESULTS, results)
     return RunResult(final, results, reused=False)
 
 

@@ -26,10 +26,12 @@ from harness.method import AlignedPolicy, MethodConfig, RunContext, TrainingCost
 from harness.policy import Completions, Policy, Prompt, sequence_logprobs
 from harness.pool import Pool
 from harness.progress import progress
+from harness.store import write_jsonl
 
 log = logging.getLogger(__name__)
 
-SequenceReward = Callable[[Sequence[Prompt], Completions], list[np.ndarray]]
+# reward(prompts, rollout, step): one array of sequence rewards per prompt
+SequenceReward = Callable[[Sequence[Prompt], Completions, int], list[np.ndarray]]
 
 
 class TrainConfig(MethodConfig):
@@ -110,11 +112,48 @@ def gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, lam: fl
     return adv
 
 
+class Anchor:
+    """A frozen copy of the policy in training that a method distils from and takes its KL penalty against
+    (BOND's anchor, Sessa et al. 2024, sections 4-5). It starts as pi_ref and follows the policy after each step
+    by an exponential moving average of the weights (`ema`, J-BOND) and/or by a full copy every `every` steps
+    (iterative BOND). Its weights are checkpointed with the trainer."""
+
+    def __init__(self, ema: float = 0.0, every: int = 0):
+        self.ema, self.every = ema, every
+        self.model: Any = None
+
+    def bind(self, model: Any) -> None:
+        self.model = copy.deepcopy(model).eval().requires_grad_(False)
+
+    def tensors(self) -> list[torch.Tensor]:
+        return list(self.model.parameters())
+
+    def policy(self, task: Any) -> Policy:
+        return task.make_policy(self.model)
+
+    @torch.no_grad()
+    def follow(self, model: Any, step: int) -> None:
+        """Move toward `model` after `step`."""
+        pairs = list(zip(self.tensors(), model.parameters(), strict=True))
+        if self.ema:
+            for a, p in pairs:
+                a.lerp_(p, self.ema)
+        if self.every and (step + 1) % self.every == 0:
+            for a, p in pairs:
+                a.copy_(p)
+
+
 class Trainer:
     """What both training paths share: the copied model, AdamW, the seeded prompt order, clipped updates
     that stop on a non-finite loss, logging, progress and the cost account."""
 
-    def __init__(self, ctx: RunContext, config: TrainConfig, extra: Sequence[torch.nn.Parameter] = ()):
+    def __init__(
+        self,
+        ctx: RunContext,
+        config: TrainConfig,
+        extra: Sequence[torch.nn.Parameter] = (),
+        anchor: Anchor | None = None,
+    ):
         task = ctx.task
         if task.model is None or task.make_policy is None:
             raise ValueError(f"task {task.config.name!r} has no trainable reference model")
@@ -138,7 +177,16 @@ class Trainer:
         )
         self.tokens, self.t0, self.start = 0, time.perf_counter(), 0
         self.extra = list(extra)
+        self.history: list[dict[str, float]] = []  # the logged steps, written to train_log.jsonl in the run
+        self.status = ""  # the last logged values, shown beside the progress bar
+        self.anchor = anchor
+        if anchor is not None:
+            anchor.bind(self.model)
         self._resume()
+
+    def _saved(self) -> list[torch.Tensor]:
+        """Tensors checkpointed besides the model and optimizer: extra parameters and the anchor's weights."""
+        return self.extra + ([] if self.anchor is None else self.anchor.tensors())
 
     @property
     def _checkpoint(self) -> Path | None:
@@ -150,10 +198,11 @@ class Trainer:
             return
         state = torch.load(path, map_location=self.device, weights_only=True)
         self.model.load_state_dict(state["model"])
-        for p, saved in zip(self.extra, state["extra"], strict=True):
+        for p, saved in zip(self._saved(), state["extra"], strict=True):
             p.data.copy_(saved)
         self.optimizer.load_state_dict(state["optimizer"])
         self.start, self.tokens = int(state["step"]) + 1, int(state["tokens"])
+        self.history = list(state["history"])
         log.warning("resuming training from %s after step %d", path, self.start - 1)
 
     def checkpoint(self, step: int) -> None:
@@ -164,10 +213,11 @@ class Trainer:
         path.parent.mkdir(parents=True, exist_ok=True)
         state = {
             "model": self.model.state_dict(),
-            "extra": [p.detach() for p in self.extra],
+            "extra": [p.detach() for p in self._saved()],
             "optimizer": self.optimizer.state_dict(),
             "step": step,
             "tokens": self.tokens,
+            "history": self.history,
         }
         tmp = path.with_name(path.name + ".tmp")
         torch.save(state, tmp)
@@ -189,9 +239,30 @@ class Trainer:
         torch.nn.utils.clip_grad_norm_(self.params, self.config.max_grad_norm)
         self.optimizer.step()
 
+    def due(self, step: int) -> bool:
+        """Whether `step` is logged."""
+        return step % self.config.log_every == 0 or step == self.config.steps - 1
+
+    def probe(self, prompts: Sequence[Prompt], step: int, count: int = 4) -> dict[str, float]:
+        """Mean proxy reward and KL(pi || pi_ref) (k1) of `count` fresh samples per prompt: the log of a path
+        that trains without sampling."""
+        task = self.ctx.task
+        assert task.make_policy is not None
+        seed = seeding.derive_seed(self.ctx.seed, seeding.TRAIN, step, 4)
+        with torch.no_grad():
+            c = task.make_policy(self.model).sample(prompts, count, seed)
+        own = sequence_logprobs(c.token_logprobs)  # type: ignore[arg-type]
+        ref = sequence_logprobs(task.reference.logprob(prompts, c.tokens))
+        return {
+            "reward": float(np.concatenate(task.reward.score(prompts, c)).mean()),
+            "kl": float(np.concatenate([a - b for a, b in zip(own, ref, strict=True)]).mean()),
+        }
+
     def log(self, step: int, **values: float) -> None:
-        if step % self.config.log_every == 0 or step == self.config.steps - 1:
-            log.info("step %d  " + "  ".join(f"{k} %.4f" for k in values), step, *values.values())
+        if self.due(step):
+            self.history.append({"step": step, **values})
+            self.status = "  ".join(f"{k} {v:.4f}" for k, v in values.items())
+            log.info("step %d  %s", step, self.status)
 
     def result(self) -> TrainedPolicy:
         """The trained policy, its weights saved into the run directory (`policy/`)."""
@@ -199,8 +270,22 @@ class Trainer:
             steps=self.config.steps, tokens=self.tokens, seconds=round(time.perf_counter() - self.t0, 3)
         )
         self.model.save_pretrained(self.ctx.out_dir / "policy")
+        write_jsonl(self.ctx.out_dir / "train_log.jsonl", self.history)
         assert self.ctx.task.make_policy is not None
         return TrainedPolicy(self.ctx.task.make_policy(self.model), cost)
+
+
+def load_trained(task: Any, path: Path, training: TrainingCost) -> TrainedPolicy:
+    """A policy saved by `Trainer.result` (full weights, or a LoRA adapter over the task's reference model)."""
+    if task.model is None or task.make_policy is None:
+        raise ValueError(f"task {task.config.name!r} has no trainable reference model to load {path} into")
+    if (path / "adapter_config.json").is_file():
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(copy.deepcopy(task.model), path)
+    else:
+        model = type(task.model).from_pretrained(path, dtype=task.model.dtype).to(task.model.device)
+    return TrainedPolicy(task.make_policy(model.eval()), training)
 
 
 ExtraLoss = Callable[[Any, list[Prompt], int], torch.Tensor]
@@ -213,18 +298,20 @@ def train_on_policy(
     beta: float,
     extra_loss: ExtraLoss | None = None,
     pg_weight: float = 1.0,
+    anchor: Anchor | None = None,
 ) -> TrainedPolicy:
     """Maximise E[reward(y)] - beta KL(pi || pi_ref) from the task's reference model, on its training prompts.
 
     `extra_loss(model, prompts, step)`, where given, is added to the PPO loss weighted by 1 - pg_weight (BOND's
-    forward-KL term)."""
+    forward-KL term). With an `anchor`, the KL penalty is taken against the anchor instead of pi_ref, and the
+    anchor follows the policy after every step."""
     task = ctx.task
     value_head = torch.nn.Linear(task.model.config.hidden_size, 1) if task.model is not None else torch.nn.Linear(1, 1)
     torch.nn.init.zeros_(value_head.weight)
     torch.nn.init.zeros_(value_head.bias)
     if task.model is not None:
         value_head.to(next(task.model.parameters()).device)
-    trainer = Trainer(ctx, config, extra=list(value_head.parameters()))
+    trainer = Trainer(ctx, config, extra=list(value_head.parameters()), anchor=anchor)
     model = trainer.model
     assert task.make_policy is not None
     with progress(f"training ({config.steps} steps)", config.steps) as bar:
@@ -235,8 +322,9 @@ def train_on_policy(
                 rollout = task.make_policy(model).sample(
                     prompts, config.samples_per_prompt, seeding.derive_seed(ctx.seed, seeding.TRAIN, step)
                 )
-            seq_reward = torch.tensor(np.concatenate(reward(prompts, rollout)), dtype=torch.float32)
-            ref = task.reference.logprob(prompts, rollout.tokens)
+            seq_reward = torch.tensor(np.concatenate(reward(prompts, rollout, step)), dtype=torch.float32)
+            kl_to = task.reference if anchor is None else anchor.policy(task)
+            ref = kl_to.logprob(prompts, rollout.tokens)
             rows = [p for p in prompts for _ in range(config.samples_per_prompt)]
             comps = [c for row in rollout.tokens for c in row]
             with torch.no_grad():
@@ -266,8 +354,10 @@ def train_on_policy(
                 trainer.update(loss, step)
             trainer.tokens += int(n_tok.item())
             trainer.log(step, loss=loss.item(), reward=seq_reward.mean().item(), kl=kl_tok.sum(1).mean().item())
+            if anchor is not None:
+                anchor.follow(model, step)
             trainer.checkpoint(step)
-            bar.advance(bar.task_ids[0])
+            bar.update(bar.task_ids[0], advance=1, description=f"training  {trainer.status}")
     return trainer.result()
 
 
@@ -289,10 +379,18 @@ def train_offline(ctx: RunContext, config: OfflineConfig, batch_loss: PairLoss) 
             loss, info = batch_loss(trainer.model, trainer.prompts(step), step)
             trainer.update(loss, step)
             trainer.tokens += int(info.pop("tokens", 0))
+            if trainer.due(step):
+                info |= trainer.probe(trainer.prompts(step), step)
             trainer.log(step, loss=loss.item(), **info)
             trainer.checkpoint(step)
-            bar.advance(bar.task_ids[0])
+            bar.update(bar.task_ids[0], advance=1, description=f"training  {trainer.status}")
     return trainer.result()
+
+
+def nll(model: Any, prompts: Sequence[Prompt], comps: Sequence[tuple[int, ...]]) -> torch.Tensor:
+    """Mean per-token negative log-likelihood of completions (an SFT loss), with gradients."""
+    lp, _, mask = completion_forward(model, None, prompts, comps)
+    return -(lp.sum() / mask.sum())
 
 
 def sequence_logprob(model: Any, prompts: Sequence[Prompt], comps: Sequence[tuple[int, ...]]) -> torch.Tensor:

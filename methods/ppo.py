@@ -22,4 +22,7 @@ class PPO(Method[PPOMethodConfig]):
     Config = PPOMethodConfig
 
     def align(self, ctx: RunContext) -> AlignedPolicy:
-        return train_on_policy(ctx, self.config, ctx.task.reward.score, self.config.beta)
+        score = ctx.task.reward.score
+        return train_on_policy(
+            ctx, self.config, lambda prompts, rollout, step: score(prompts, rollout), self.config.beta
+        )

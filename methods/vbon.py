@@ -41,7 +41,7 @@ class VBoN(Method[VBoNConfig]):
         pool = ctx.pools.get(task, cfg.pool_size, ctx.seed, stream="train") if cfg.cdf == "pool" else None
         index = {p.tokens: i for i, p in enumerate(task.train_prompts)}
 
-        def reward(prompts: Sequence[Prompt], completions: Completions) -> list[np.ndarray]:
+        def reward(prompts: Sequence[Prompt], completions: Completions, step: int) -> list[np.ndarray]:
             r = task.reward.score(prompts, completions)
             ref = sequence_logprobs(task.reference.logprob(prompts, completions.tokens))
             out = []

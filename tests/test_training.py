@@ -109,6 +109,43 @@ def test_best_of_n_imitators_end_closer_to_best_of_n(toy, tmp_path, method, conf
     print(f"{method}: KL to pi_BoN {reference:.3f} -> {trained:.4f}")
 
 
+def _exact(task, policy, n_values=(1, 2, 4, 8, 16, 32)):
+    """Mean over prompts of the exact expected reward, KL(pi || pi_ref) and KL(pi || pi_BoN) for each n, for the
+    policy and for pi_ref."""
+    out = {"reward": [], "reward_ref": [], "kl": [], **{n: [] for n in n_values}, **{f"ref{n}": [] for n in n_values}}
+    for i, prompt in enumerate(task.prompts):
+        p_ref, r = support_arrays(task, i)
+        pi = np.exp(policy.logprob([prompt], task.reference.support(prompt).tokens)[0])
+        out["reward"].append(pi @ r)
+        out["reward_ref"].append(p_ref @ r)
+        out["kl"].append(kl.kl_exact(pi, p_ref))
+        for n in n_values:
+            out[n].append(kl.kl_exact(pi, bon.bon_distribution(p_ref, r, n)))
+            out[f"ref{n}"].append(kl.kl_exact(p_ref, bon.bon_distribution(p_ref, r, n)))
+    return {k: float(np.mean(v)) for k, v in out.items()}
+
+
+def test_iterative_bond_distils_best_of_n_to_the_power_of_iterations(toy, tmp_path):
+    """Two phases of best-of-2 distillation, the anchor reset to the policy in between, aim at best-of-4."""
+    from methods.bond import BOND, BONDConfig
+
+    policy = _run(BOND, BONDConfig(n=2, iterations=2, pool_size=256, steps=150), toy, tmp_path)
+    e = _exact(toy, policy, (2, 4))
+    assert e[4] < 0.2 * e["ref4"], e
+    assert e[4] < e[2], e  # past best-of-2, the first phase's target
+
+
+def test_jbond_climbs_the_best_of_n_path(toy, tmp_path):
+    """J-BOND distils best-of-2 of an EMA anchor that follows the policy: the policy moves far from pi_ref,
+    at a higher reward, while staying near the best-of-n family (of some n > 2)."""
+    from methods.jbond import JBOND, JBONDConfig
+
+    e = _exact(toy, _run(JBOND, JBONDConfig(steps=150), toy, tmp_path))
+    assert e["kl"] > 1.0 and e["reward"] > e["reward_ref"] + 2.0, e
+    n_best = min((n for n in e if isinstance(n, int)), key=e.get)
+    assert n_best > 2 and e[n_best] < 0.2 and e[n_best] < 0.1 * e[f"ref{n_best}"], (n_best, e)
+
+
 def test_dpo_moves_probability_toward_preferred_completions(toy, tmp_path):
     from methods.dpo import DPO, DPOConfig
 
@@ -120,6 +157,34 @@ def test_dpo_moves_probability_toward_preferred_completions(toy, tmp_path):
         before.append(p_ref @ r)
         after.append(pi @ r)
     assert np.mean(after) > np.mean(before) + 1.0, (np.mean(before), np.mean(after))
+    # offline training logs the reward and KL of fresh samples at every logged step
+    logged = [json.loads(line) for line in (tmp_path / "train_log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in logged] == [0, 25, 50, 75, 99]
+    assert logged[-1]["reward"] > logged[0]["reward"] + 0.5 and all(np.isfinite(r["kl"]) for r in logged), logged
+
+
+@pytest.mark.parametrize(
+    ("method", "params", "more"),
+    [
+        ("ppo", {"steps": 15}, {"samples_per_prompt": 300}),
+        ("ppo", {"steps": 15, "lora_rank": 2}, {"samples_per_prompt": 300}),
+        ("bon", {"n": 4}, {"pool_size": 256}),  # best-of-n is evaluated from the pool
+    ],
+)
+def test_a_stored_run_evaluates_again_from_its_saved_policy(tmp_path, method, params, more):
+    """Re-evaluation loads the saved weights (or re-aligns an inference-only method): the same settings give the
+    same metrics; more samples change the Monte Carlo estimates but not the exact ones."""
+    from harness.run import execute, reevaluate, resolve
+
+    run = execute(resolve("toy", method, params, seed=0), tmp_path)
+    same = reevaluate(run.path)
+    assert same.results["metrics"] == run.results["metrics"] and same.results["cost"] == run.results["cost"]
+    assert same.path.parent == run.path / "evaluations" and (same.path / "samples.jsonl").is_file()
+    assert reevaluate(run.path).reused
+    more = reevaluate(run.path, more).results["metrics"]
+    assert more["kl_exact"] == run.results["metrics"]["kl_exact"]
+    assert more["reward"]["mean"] != run.results["metrics"]["reward"]["mean"]
+    assert more["reward"]["mean"] == pytest.approx(more["reward_exact"]["mean"], abs=4 * more["reward"]["se"])
 
 
 def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_checkpoint(toy, tmp_path):
@@ -128,7 +193,7 @@ def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_checkpoint(toy, 
 
     calls = []
 
-    def reward(prompts, completions):
+    def reward(prompts, completions, step):
         calls.append(1)
         r = toy.reward.score(prompts, completions)
         return [x * np.nan for x in r] if len(calls) > 5 else r
@@ -142,9 +207,17 @@ def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_checkpoint(toy, 
     assert all(torch.isfinite(v).all() for v in state["model"].values())
 
 
-def test_interrupted_training_resumes_to_the_same_result(tmp_path):
+@pytest.mark.parametrize(
+    ("method", "params"),
+    [
+        ("ppo", ["steps=150", "checkpoint_every=10"]),
+        ("jbond", ["steps=40", "checkpoint_every=10"]),  # the EMA anchor is restored
+        ("bond", ["steps=40", "checkpoint_every=30", "iterations=2", "n=2"]),  # interrupted in the second phase
+    ],
+)
+def test_interrupted_training_resumes_to_the_same_result(tmp_path, method, params):
     """SIGINT mid-training, run again: the same results.json as a run that was never interrupted."""
-    args = ["run", "--method", "ppo", "--task", "toy", "-p", "steps=150", "-p", "checkpoint_every=10"]
+    args = ["run", "--method", method, "--task", "toy", *(x for p in params for x in ("-p", p))]
     whole = subprocess.run(
         [sys.executable, "-m", "harness", *args, "--out", str(tmp_path / "a")], capture_output=True, text=True
     )
@@ -157,25 +230,25 @@ def test_interrupted_training_resumes_to_the_same_result(tmp_path):
         text=True,
     )
     deadline = time.time() + 120
-    while time.time() < deadline and not list(out.glob(".checkpoints/toy/ppo/*/checkpoint.pt")):
+    while time.time() < deadline and not list(out.glob(f".checkpoints/toy/{method}/*/checkpoint.pt")):
         time.sleep(0.05)
     proc.send_signal(signal.SIGINT)
     proc.communicate(timeout=60)
-    assert proc.returncode != 0 and not list(out.glob("toy/ppo/*/results.json"))
+    assert proc.returncode != 0 and not list(out.glob(f"toy/{method}/*/results.json"))
     resumed = subprocess.run(
         [sys.executable, "-m", "harness", "-v", *args, "--out", str(out)], capture_output=True, text=True
     )
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming training" in resumed.stderr
-    (a,) = (tmp_path / "a").glob("toy/ppo/*/results.json")
-    (b,) = out.glob("toy/ppo/*/results.json")
+    (a,) = (tmp_path / "a").glob(f"toy/{method}/*/results.json")
+    (b,) = out.glob(f"toy/{method}/*/results.json")
     ra, rb = json.loads(a.read_text()), json.loads(b.read_text())
     for r in (ra, rb):
         r.pop("timing")
         r["cost"].pop("training_seconds")
     assert ra == rb
     assert (b.parent / "policy" / "model.safetensors").is_file()
-    assert not list(out.glob(".checkpoints/toy/ppo/*/checkpoint.pt"))
+    assert not list(out.glob(f".checkpoints/toy/{method}/*/checkpoint.pt"))
 
 
 def test_lora_trains_only_adapters_and_improves_the_objective(toy, tmp_path):
