@@ -156,6 +156,97 @@ def evaluate_run(
     console.print(f"evaluation: {result.path}  [dim]({state})[/]", highlight=False)
 
 
+class Executor(StrEnum):
+    local = "local"
+    ray = "ray"
+
+
+@app.command()
+def sweep(
+    file: Annotated[Path, typer.Argument(help="Sweep file (YAML): tasks, seeds, methods with grids.")],
+    executor: Annotated[Executor, typer.Option(help="Run cells one after another, or as Ray tasks.")] = Executor.local,
+    address: Annotated[
+        str | None, typer.Option(help="Ray cluster address (e.g. ray://host:10001); default: a local Ray instance.")
+    ] = None,
+    out: OutOption = Path("runs"),
+    force: Annotated[bool, typer.Option(help="Recompute cells that already finished.")] = False,
+) -> None:
+    """Run a grid of task x method x hyperparameters x seeds; finished cells are skipped, interrupted ones resume."""
+    from harness import sweep as sweeps
+
+    try:
+        plan = sweeps.load(file)
+        store.ensure_writable(out)
+    except (sweeps.SweepError, store.StoreError) as e:
+        raise fail(str(e)) from None
+    console.print(f"{file}: {len(plan.cells)} cells", highlight=False)
+    try:
+        if executor is Executor.ray:
+            outcomes = sweeps.run_ray(plan, out, address, force)
+        else:
+            outcomes = sweeps.run_local(plan, out, force)
+    except KeyboardInterrupt:
+        raise fail("interrupted; finished cells are stored, the others resume when the sweep runs again", 130) from None
+    failed = [o for o in outcomes if o.error]
+    reused = sum(o.reused for o in outcomes if not o.error)
+    console.print(f"{len(outcomes) - len(failed) - reused} cells run, {reused} already finished, {len(failed)} failed")
+    for o in failed:
+        c = o.cell
+        err.print(f"failed: {c.task} {c.method} {c.params} seed {c.seed}: {o.error}", highlight=False, soft_wrap=True)
+    if failed:
+        raise typer.Exit(1)
+
+
+board_app = typer.Typer(help="Leaderboards of a task from the results store.", no_args_is_help=True)
+app.add_typer(board_app, name="leaderboard")
+
+
+@board_app.command("build")
+def leaderboard_build(
+    task: Annotated[str, typer.Option(help="Task whose runs to rank.")],
+    out: OutOption = Path("runs"),
+) -> None:
+    """Print the leaderboard of a task: one row per (method, setting) aggregated over seeds."""
+    from harness import leaderboard
+
+    try:
+        df = leaderboard.build(out, task)
+    except store.StoreError as e:
+        raise fail(str(e)) from None
+    shown = leaderboard.display(df)
+    table = Table(title=f"leaderboard: {task} ({len(df)} rows, runs in {out})")
+    for col in shown.columns:
+        table.add_column(str(col), justify="left" if col in ("method", "setting") else "right")
+    for row in shown.itertuples(index=False):
+        table.add_row(*(str(x) for x in row))
+    console.print(table)
+    matched = leaderboard.matched_kl(df)
+    if len(matched):
+        console.print("best win rate at matched KL:")
+        for r in matched.itertuples(index=False):
+            console.print(
+                f"  KL <= {r.kl_budget:g}: {r.method} {r.setting}  win rate {r.win_rate:.4f} at KL {r.kl:.4f}",
+                highlight=False,
+            )
+
+
+@board_app.command("publish")
+def leaderboard_publish(
+    task: Annotated[str, typer.Option(help="Task whose leaderboard to publish.")],
+    out: OutOption = Path("runs"),
+    dest: Annotated[Path, typer.Option(help="Directory of published leaderboards.")] = Path("leaderboards"),
+) -> None:
+    """Write <dest>/<task>/: leaderboard.md, leaderboard.csv, index.html, reward_kl.png, winrate_kl.png and the
+    raw results behind them (results.jsonl)."""
+    from harness import leaderboard
+
+    try:
+        path = leaderboard.publish(out, task, dest)
+    except store.StoreError as e:
+        raise fail(str(e)) from None
+    console.print(f"published: {path}  ({', '.join(leaderboard.FILES)})", highlight=False)
+
+
 pool_app = typer.Typer(help="The shared reference pool of a task.", no_args_is_help=True)
 app.add_typer(pool_app, name="pool")
 

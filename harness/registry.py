@@ -24,7 +24,12 @@ T = TypeVar("T")
 
 
 class UnknownNameError(LookupError):
-    """A name that is not registered; the message names the nearest registered names."""
+    """A name that is not registered; the message names the nearest registered names. `kind`: what was looked
+    up ("method", "task")."""
+
+    def __init__(self, message: str, kind: str = ""):
+        super().__init__(message)
+        self.kind = kind
 
     def __str__(self) -> str:  # LookupError would quote the message
         return str(self.args[0])
@@ -72,7 +77,8 @@ class Registry(Generic[T]):
             close = difflib.get_close_matches(name, self._entries, n=3, cutoff=0.5)
             hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
             raise UnknownNameError(
-                f"unknown {self.kind} {name!r}{hint} (registered: {', '.join(sorted(self._entries)) or 'none'})"
+                f"unknown {self.kind} {name!r}{hint} (registered: {', '.join(sorted(self._entries)) or 'none'})",
+                self.kind,
             )
         return self._entries[name]
 
@@ -89,7 +95,7 @@ class Registry(Generic[T]):
             return obj
         loaded = self._entries[name]
         if isinstance(loaded, str):
-            raise UnknownNameError(f"module {module_name!r} does not register a {self.kind} named {name!r}")
+            raise UnknownNameError(f"module {module_name!r} does not register a {self.kind} named {name!r}", self.kind)
         return loaded
 
 

@@ -28,7 +28,12 @@ LIBRARIES = ("numpy", "scipy", "torch", "transformers", "pydantic")
 
 
 class ConfigError(ValueError):
-    """A bad value in a run's configuration; the message names the field and what is accepted."""
+    """A bad value in a run's configuration; the message names the field and what is accepted. `fields` holds
+    the dotted paths of the bad fields."""
+
+    def __init__(self, message: str, fields: list[str] | None = None):
+        super().__init__(message)
+        self.fields = fields or []
 
 
 @dataclass
@@ -65,15 +70,19 @@ def resolve(
         try:
             merged_eval = type(task_config.evaluation).model_validate(task_config.evaluation.model_dump() | evaluation)
         except ValidationError as e:
-            raise ConfigError(_one_line("evaluation settings", e)) from None
+            raise ConfigError(_one_line("evaluation settings", e), _fields(e)) from None
         task_config = task_config.model_copy(update={"evaluation": merged_eval})
     method_cls = METHODS.get(method)
     merged = task_config.methods.get(method, {}) | (params or {})
     try:
         config = method_cls.Config.model_validate(merged)
     except ValidationError as e:
-        raise ConfigError(_one_line(f"{method} config", e)) from None
+        raise ConfigError(_one_line(f"{method} config", e), _fields(e)) from None
     return RunSpec(task=task_config, method=method_cls, method_name=method, config=config, seed=seed)
+
+
+def _fields(e: ValidationError) -> list[str]:
+    return [".".join(str(x) for x in err["loc"]) for err in e.errors()]
 
 
 def _one_line(what: str, e: ValidationError) -> str:

@@ -79,7 +79,12 @@ def staged(final: Path) -> Iterator[Path]:
             os.replace(stage, final)
             shutil.rmtree(old)
         else:
-            os.replace(stage, final)
+            try:
+                os.replace(stage, final)
+            except OSError:
+                if not final.exists():
+                    raise
+                shutil.rmtree(stage)  # a concurrent writer of the same config finished first: keep its copy
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
         raise

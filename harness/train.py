@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 from pydantic import Field
+from transformers.utils import logging as hf_logging
 
 from harness import seeding
 from harness.bon import argmax_random_ties
@@ -29,6 +30,7 @@ from harness.progress import progress
 from harness.store import write_jsonl
 
 log = logging.getLogger(__name__)
+hf_logging.disable_progress_bar()  # saving and loading weights: the harness shows its own progress
 
 # reward(prompts, rollout, step): one array of sequence rewards per prompt
 SequenceReward = Callable[[Sequence[Prompt], Completions, int], list[np.ndarray]]

@@ -1,0 +1,204 @@
+"""Sweeps: a grid of task x method x hyperparameters x seeds from one YAML file, every cell an ordinary run in the
+store. Finished cells are skipped and interrupted ones resume from their checkpoints, so re-running a sweep
+finishes only what is missing. Cells run one after another here (`local`) or as Ray tasks (`ray`).
+
+    tasks: [toy]
+    seeds: [0, 1, 2]
+    evaluation: {samples_per_prompt: 64}    # optional overrides of the tasks' evaluation settings
+    resources: {num_cpus: 1, num_gpus: 0}   # each cell's Ray resource request
+    methods:
+      bon: {n: [1, 2, 4, 8]}                # a list is a grid axis
+      vbon:                                 # a list of blocks: several grids for one method
+        - {variant: exact, n: [2, 4]}
+        - {variant: l1, n: 4}
+
+The whole file is validated (keys, names, every cell's hyperparameters) before any cell starts; an error names
+the file and line.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from harness.registry import UnknownNameError
+from harness.run import ConfigError, RunSpec, execute, resolve
+
+log = logging.getLogger(__name__)
+
+
+class SweepError(ValueError):
+    """A bad sweep file; the message names the file, the line and the bad value."""
+
+
+class Resources(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    num_cpus: float = Field(1.0, ge=0, description="CPUs each cell asks Ray for.")
+    num_gpus: float = Field(0.0, ge=0, description="GPUs each cell asks Ray for.")
+
+
+Params = dict[str, Any]
+
+
+class SweepFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    tasks: list[str] = Field(min_length=1, description="Registered tasks.")
+    seeds: list[int] = Field([0], min_length=1, description="Seeds; every cell runs once per seed.")
+    evaluation: dict[str, Any] = Field(default_factory=dict, description="Overrides of the evaluation settings.")
+    resources: Resources = Field(default_factory=Resources)
+    methods: dict[str, Params | list[Params]] = Field(min_length=1, description="Method -> grid block(s).")
+
+
+@dataclass(frozen=True)
+class Cell:
+    task: str
+    method: str
+    params: Params
+    seed: int
+    evaluation: Params = field(default_factory=dict)
+
+    def spec(self) -> RunSpec:
+        return resolve(self.task, self.method, self.params, seed=self.seed, evaluation=self.evaluation)
+
+
+@dataclass
+class Sweep:
+    path: Path
+    file: SweepFile
+    cells: list[Cell]
+
+
+def grid(block: Params) -> list[Params]:
+    """Every combination of the block's list-valued entries (the other entries are fixed)."""
+    axes = {k: v if isinstance(v, list) else [v] for k, v in block.items()}
+    return [dict(zip(axes, values, strict=True)) for values in itertools.product(*axes.values())]
+
+
+def load(path: Path) -> Sweep:
+    """Parse and validate a sweep file and every one of its cells; nothing runs."""
+    try:
+        text = path.read_text()
+        raw = yaml.safe_load(text)
+        root = yaml.compose(text)
+    except OSError as e:
+        raise SweepError(f"cannot read sweep file {path}: {e.strerror}") from None
+    except yaml.YAMLError as e:
+        raise SweepError(f"{path}: not valid YAML: {e}".replace("\n", " ")) from None
+    if not isinstance(raw, dict):
+        raise SweepError(f"{path}: a sweep file is a mapping with keys {', '.join(SweepFile.model_fields)}")
+
+    def where(*loc: str | int) -> str:
+        return f"{path}:{_line(root, loc)}"
+
+    try:
+        sweep = SweepFile.model_validate(raw)
+    except ValidationError as e:
+        err = e.errors()[0]
+        loc = tuple(err["loc"])
+        what = ".".join(str(x) for x in loc)
+        if err["type"] == "extra_forbidden":
+            accepted = _accepted(loc)
+            raise SweepError(f"{where(*loc)}: unknown key {what!r}; accepted: {accepted}") from None
+        raise SweepError(f"{where(*loc)}: {what} = {err.get('input')!r}: {err['msg']}") from None
+
+    cells = []
+    for method, blocks in sweep.methods.items():
+        for b, block in enumerate(blocks if isinstance(blocks, list) else [blocks]):
+            block_loc: tuple[str | int, ...] = (
+                ("methods", method, b) if isinstance(blocks, list) else ("methods", method)
+            )
+            for params in grid(block):
+                for task in sweep.tasks:
+                    for seed in sweep.seeds:
+                        cell = Cell(task, method, params, seed, sweep.evaluation)
+                        try:
+                            cell.spec()
+                        except UnknownNameError as e:
+                            loc = ("tasks", sweep.tasks.index(task)) if e.kind == "task" else ("methods", method)
+                            raise SweepError(f"{where(*loc)}: {e}") from None
+                        except ConfigError as e:
+                            bad = e.fields[0].split(".")[0] if e.fields else None
+                            if str(e).startswith("invalid evaluation"):
+                                loc = ("evaluation", bad) if bad in sweep.evaluation else ("evaluation",)
+                            else:
+                                loc = (*block_loc, bad) if bad in block else block_loc
+                            raise SweepError(f"{where(*loc)}: {e}") from None
+                        cells.append(cell)
+    return Sweep(path, sweep, cells)
+
+
+def _accepted(loc: tuple[Any, ...]) -> str:
+    model: type[BaseModel] = SweepFile if len(loc) == 1 else Resources
+    return ", ".join(model.model_fields)
+
+
+def _line(node: yaml.Node | None, loc: tuple[str | int, ...]) -> int:
+    """1-based line of the deepest node along `loc` (mapping keys and sequence indexes) in a composed YAML tree."""
+    line = 1 if node is None else node.start_mark.line + 1
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            match = next(((k, v) for k, v in node.value if k.value == str(part)), None)
+            if match is None:
+                break
+            line, node = match[0].start_mark.line + 1, match[1]
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            node = node.value[part]
+            line = node.start_mark.line + 1
+        else:
+            break
+    return line
+
+
+@dataclass
+class Outcome:
+    cell: Cell
+    path: str | None = None
+    reused: bool = False
+    error: str | None = None
+
+
+def run_cell(cell: Cell, out: Path, force: bool = False) -> Outcome:
+    """One cell: an ordinary run (skipped when it already finished, resumed when it was interrupted)."""
+    try:
+        result = execute(cell.spec(), out, force=force)
+    except (FloatingPointError, ValueError, RuntimeError, OSError) as e:
+        log.error("cell %s/%s %s seed %d failed: %s", cell.task, cell.method, cell.params, cell.seed, e)
+        return Outcome(cell, error=f"{type(e).__name__}: {e}")
+    return Outcome(cell, str(result.path), result.reused)
+
+
+def run_local(sweep: Sweep, out: Path, force: bool = False) -> list[Outcome]:
+    from harness.progress import progress
+
+    outcomes = []
+    with progress(f"sweep {sweep.path.name}", len(sweep.cells)) as bar:
+        for cell in sweep.cells:
+            outcomes.append(run_cell(cell, out, force))
+            bar.advance(bar.task_ids[0])
+    return outcomes
+
+
+def run_ray(sweep: Sweep, out: Path, address: str | None = None, force: bool = False) -> list[Outcome]:
+    """Each cell one Ray task with the sweep's resource request, on a local Ray instance (address None) or the
+    cluster at `address`."""
+    import ray
+
+    from harness.progress import progress
+
+    ray.init(address=address, ignore_reinit_error=True, include_dashboard=False, logging_level=logging.WARNING)
+    res = sweep.file.resources
+    task = ray.remote(run_cell).options(num_cpus=res.num_cpus, num_gpus=res.num_gpus)
+    pending = {task.remote(cell, out.resolve(), force): i for i, cell in enumerate(sweep.cells)}
+    outcomes: list[Outcome | None] = [None] * len(sweep.cells)
+    with progress(f"sweep {sweep.path.name} on ray", len(sweep.cells)) as bar:
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1)
+            outcomes[pending.pop(done[0])] = ray.get(done[0])
+            bar.advance(bar.task_ids[0])
+    return [o for o in outcomes if o is not None]
