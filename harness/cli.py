@@ -121,6 +121,8 @@ def run(
             "last checkpoint when the same command runs again)",
             code=130,
         ) from None
+    if result.worker:
+        return
     print_results(result.results)
     state = "already finished, not recomputed (use --force)" if result.reused else "written"
     console.print(f"run: {result.path}  [dim]({state})[/]", highlight=False)

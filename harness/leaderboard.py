@@ -106,7 +106,7 @@ def pareto(kl: np.ndarray, win: np.ndarray) -> np.ndarray:
     kl, win = np.asarray(kl, float), np.asarray(win, float)
     dominated = (kl[None, :] <= kl[:, None]) & (win[None, :] >= win[:, None])
     dominated &= (kl[None, :] < kl[:, None]) | (win[None, :] > win[:, None])
-    return ~dominated.any(axis=1)
+    return np.asarray(~dominated.any(axis=1))
 
 
 def matched_kl(df: pd.DataFrame, budgets: tuple[float, ...] = MATCHED_KL) -> pd.DataFrame:

@@ -6,6 +6,7 @@ import logging
 import platform
 import shutil
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -98,6 +99,7 @@ class RunResult:
     path: Path
     results: dict[str, Any]
     reused: bool
+    worker: bool = False  # a non-main process of a multi-process run: it wrote nothing
 
 
 def execute(spec: RunSpec, out: Path, force: bool = False) -> RunResult:
@@ -108,13 +110,23 @@ def execute(spec: RunSpec, out: Path, force: bool = False) -> RunResult:
         log.info("already finished: %s (use --force to recompute)", final)
         return RunResult(final, store.read_json(final / store.RESULTS), reused=True)
 
+    from harness.distributed import process_state
+
+    checkpoints = out / ".checkpoints" / spec.task.name / spec.method_name / spec.hash()
+    if not process_state().is_main_process:
+        # another process of a multi-process (accelerate) run: it trains its share; the main process evaluates
+        # and writes the run
+        with tempfile.TemporaryDirectory() as scratch:
+            ctx = RunContext(build_task(spec.task), spec.seed, Path(scratch), PoolCache(out), checkpoints)
+            spec.method(spec.config).align(ctx)
+        return RunResult(final, {}, reused=False, worker=True)
+
     started, t0 = datetime.now(UTC), time.perf_counter()
     with store.staged(final) as stage:
         store.write_json(stage / store.CONFIG, spec.resolved())
         log.info("building task %s (version %d)", spec.task.name, spec.task.version)
         task = build_task(spec.task)
         pools = PoolCache(out)
-        checkpoints = out / ".checkpoints" / spec.task.name / spec.method_name / spec.hash()
         ctx = RunContext(task=task, seed=spec.seed, out_dir=stage, pools=pools, checkpoint_dir=checkpoints)
         policy = spec.method(spec.config).align(ctx)
         evaluation = evaluate(task, policy, spec.seed, pools)

@@ -194,7 +194,8 @@ def run_ray(sweep: Sweep, out: Path, address: str | None = None, force: bool = F
     ray.init(address=address, ignore_reinit_error=True, include_dashboard=False, logging_level=logging.WARNING)
     res = sweep.file.resources
     task = ray.remote(run_cell).options(num_cpus=res.num_cpus, num_gpus=res.num_gpus)
-    pending = {task.remote(cell, out.resolve(), force): i for i, cell in enumerate(sweep.cells)}
+    submit = task.remote
+    pending = {submit(cell, out.resolve(), force): i for i, cell in enumerate(sweep.cells)}  # type: ignore[call-arg]
     outcomes: list[Outcome | None] = [None] * len(sweep.cells)
     with progress(f"sweep {sweep.path.name} on ray", len(sweep.cells)) as bar:
         while pending:

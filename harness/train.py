@@ -23,6 +23,7 @@ from transformers.utils import logging as hf_logging
 
 from harness import seeding
 from harness.bon import argmax_random_ties
+from harness.distributed import process_state
 from harness.method import AlignedPolicy, MethodConfig, RunContext, TrainingCost
 from harness.policy import Completions, Policy, Prompt, sequence_logprobs
 from harness.pool import Pool
@@ -162,6 +163,13 @@ class Trainer:
         if not task.train_prompts:
             raise ValueError(f"task {task.config.name!r} has no training prompts")
         self.ctx, self.config = ctx, config
+        # Under `accelerate launch` (DDP), each process trains on its share of every step's prompts and the
+        # gradients are averaged over processes, so all copies of the model stay identical.
+        self.dist = process_state()
+        if config.prompts_per_step < self.dist.num_processes:
+            raise ValueError(
+                f"prompts_per_step = {config.prompts_per_step} is fewer than the {self.dist.num_processes} processes"
+            )
         torch.manual_seed(seeding.derive_seed(ctx.seed, seeding.TRAIN))
         self.model = copy.deepcopy(task.model).eval()  # eval: no dropout, so that old and new log-probs agree
         if config.lora_rank:
@@ -210,7 +218,7 @@ class Trainer:
     def checkpoint(self, step: int) -> None:
         """Save after `step` every `checkpoint_every` steps (atomically: a crash mid-write keeps the last one)."""
         path = self._checkpoint
-        if path is None or (step + 1) % self.config.checkpoint_every:
+        if path is None or (step + 1) % self.config.checkpoint_every or not self.dist.is_main_process:
             return
         path.parent.mkdir(parents=True, exist_ok=True)
         state = {
@@ -226,11 +234,24 @@ class Trainer:
         os.replace(tmp, path)
 
     def prompts(self, step: int) -> list[Prompt]:
+        """This process's share of the step's prompts (all of them in a single process)."""
         k = self.config.prompts_per_step
-        return [self.ctx.task.train_prompts[self.order[(step * k + i) % len(self.order)]] for i in range(k)]
+        step_prompts = [self.ctx.task.train_prompts[self.order[(step * k + i) % len(self.order)]] for i in range(k)]
+        return step_prompts[self.dist.process_index :: self.dist.num_processes]
+
+    def _all_reduce(self, x: torch.Tensor) -> torch.Tensor:
+        """Sum over processes (identity in a single process)."""
+        if self.dist.num_processes > 1:
+            torch.distributed.all_reduce(x)
+        return x
+
+    def add_tokens(self, n: int) -> None:
+        """Count trained tokens over every process."""
+        self.tokens += int(self._all_reduce(torch.tensor(n, dtype=torch.long, device=self.device)).item())
 
     def update(self, loss: torch.Tensor, step: int) -> None:
-        if not torch.isfinite(loss):
+        # every process stops together when any one's loss is not finite
+        if not torch.isfinite(self._all_reduce(loss.detach().clone())):
             kept = f"; the last good checkpoint is {self._checkpoint}" if self._checkpoint else ""
             raise FloatingPointError(
                 f"training loss became {loss.item()} at step {step}, so training stopped{kept} "
@@ -238,6 +259,11 @@ class Trainer:
             )
         self.optimizer.zero_grad()
         loss.backward()
+        if self.dist.num_processes > 1:
+            for p in self.params:
+                if p.grad is None:
+                    p.grad = torch.zeros_like(p)
+                self._all_reduce(p.grad).div_(self.dist.num_processes)
         torch.nn.utils.clip_grad_norm_(self.params, self.config.max_grad_norm)
         self.optimizer.step()
 
@@ -271,8 +297,9 @@ class Trainer:
         cost = TrainingCost(
             steps=self.config.steps, tokens=self.tokens, seconds=round(time.perf_counter() - self.t0, 3)
         )
-        self.model.save_pretrained(self.ctx.out_dir / "policy")
-        write_jsonl(self.ctx.out_dir / "train_log.jsonl", self.history)
+        if self.dist.is_main_process:
+            self.model.save_pretrained(self.ctx.out_dir / "policy")
+            write_jsonl(self.ctx.out_dir / "train_log.jsonl", self.history)
         assert self.ctx.task.make_policy is not None
         return TrainedPolicy(self.ctx.task.make_policy(self.model), cost)
 
@@ -354,7 +381,7 @@ def train_on_policy(
                 if extra_loss is not None:
                     loss = pg_weight * loss + (1 - pg_weight) * extra_loss(model, prompts, step)
                 trainer.update(loss, step)
-            trainer.tokens += int(n_tok.item())
+            trainer.add_tokens(int(n_tok.item()))
             trainer.log(step, loss=loss.item(), reward=seq_reward.mean().item(), kl=kl_tok.sum(1).mean().item())
             if anchor is not None:
                 anchor.follow(model, step)
@@ -380,7 +407,7 @@ def train_offline(ctx: RunContext, config: OfflineConfig, batch_loss: PairLoss) 
         for step in range(trainer.start, config.steps):
             loss, info = batch_loss(trainer.model, trainer.prompts(step), step)
             trainer.update(loss, step)
-            trainer.tokens += int(info.pop("tokens", 0))
+            trainer.add_tokens(int(info.pop("tokens", 0)))
             if trainer.due(step):
                 info |= trainer.probe(trainer.prompts(step), step)
             trainer.log(step, loss=loss.item(), **info)

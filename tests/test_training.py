@@ -16,6 +16,7 @@ from harness import bon, kl, targets
 from harness.method import RunContext
 from harness.policy import sequence_logprobs
 from harness.pool import PoolCache
+from harness.store import list_runs
 from methods.ppo import PPO, PPOMethodConfig
 from methods.vbon import VBoN, VBoNConfig
 from tests.conftest import support_arrays
@@ -264,3 +265,60 @@ def test_lora_trains_only_adapters_and_improves_the_objective(toy, tmp_path):
     fresh = build_model(ToyParams.model_validate(load_task("toy").params))
     for a, b in zip(fresh.state_dict().values(), toy.model.state_dict().values(), strict=True):
         assert torch.equal(a, b)  # training worked on a copy: the reference model is untouched
+
+
+DDP_SCRIPT = """
+import hashlib, sys
+from pathlib import Path
+import numpy as np
+from harness.distributed import process_state
+from harness.method import RunContext
+from harness.pool import PoolCache
+from harness.task import build_task, load_task
+from methods.{module} import {cls}
+
+state, out = process_state(), Path(sys.argv[1])
+toy = build_task(load_task("toy"))
+ctx = RunContext(task=toy, seed=0, out_dir=out / f"rank{{state.process_index}}", pools=PoolCache(out))
+ctx.out_dir.mkdir(parents=True)
+policy = {cls}({cls}.Config(steps=6, prompts_per_step=8)).align(ctx)
+tables = np.concatenate([policy.policy.token_logprobs[p.tokens].ravel() for p in toy.prompts])
+digest = hashlib.sha256(np.round(tables, 6).tobytes()).hexdigest()
+(out / f"rank{{state.process_index}}.txt").write_text(f"{{state.num_processes}} {{policy.training.tokens}} {{digest}}")
+"""
+
+
+@pytest.mark.parametrize(("module", "cls"), [("ppo", "PPO"), ("dpo", "DPO")])
+def test_two_process_ddp_keeps_the_copies_identical(tmp_path, module, cls):
+    """Launched as 2 processes (torchrun, gloo on CPU: the code path of DDP on GPUs), each process trains on half
+    of every step's prompts; averaged gradients keep both copies of the model identical, the token count covers
+    both halves, and only the main process saves the policy."""
+    script = tmp_path / "ddp.py"
+    script.write_text(DDP_SCRIPT.format(module=module, cls=cls))
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", str(script), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ranks = [(tmp_path / f"rank{i}.txt").read_text().split() for i in range(2)]
+    assert ranks[0] == ranks[1] and ranks[0][0] == "2", ranks
+    if module == "ppo":  # every toy completion has 3 tokens: steps x prompts x samples_per_prompt x 3
+        assert int(ranks[0][1]) == 6 * 8 * 16 * 3
+    assert (tmp_path / "rank0" / "policy").is_dir() and not (tmp_path / "rank1" / "policy").exists()
+
+
+def test_a_two_process_run_writes_one_run_from_the_main_process(tmp_path):
+    out = tmp_path / "runs"
+    args = ["run", "--method", "dpo", "--task", "toy", "-p", "steps=4", "--out", str(out)]
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "harness", *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (run,) = list_runs(out)
+    assert proc.stdout.count("run: ") == 1 and (run / "policy").is_dir()
+    assert not [p for p in run.parent.iterdir() if p.name.startswith(".")]  # no staging left behind
