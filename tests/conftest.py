@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import signal
+
 import numpy as np
 import pytest
 
@@ -16,3 +18,9 @@ def support_arrays(task: Task, i: int) -> tuple[np.ndarray, np.ndarray]:
     """(pi_ref over every completion, reward of every completion) of prompt i of an enumerable task."""
     e = enumerate_prompt(task.reference, task.reward, task.prompts[i])  # type: ignore[arg-type]
     return e.p_ref, e.rewards
+
+
+def interruptible() -> None:
+    """For a child process that a test interrupts: take SIGINT's default action back, since a shell that starts
+    a job in the background makes its children ignore SIGINT (and Python then never raises KeyboardInterrupt)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

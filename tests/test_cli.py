@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from harness.cli import app
 from harness.run import execute, resolve
+from tests.conftest import interruptible
 
 runner = CliRunner()
 METRICS = ("reward", "win_rate", "kl_exact", "kl_bon_bound", "kl_bon_beirami", "kl_mc")
@@ -155,6 +156,7 @@ def test_sigint_leaves_nothing_half_written(tmp_path, delay):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=interruptible,
     )
     staging = tmp_path / "toy" / "bon"
     deadline = time.time() + 120

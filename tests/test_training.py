@@ -19,7 +19,7 @@ from harness.pool import PoolCache
 from harness.store import list_runs
 from methods.ppo import PPO, PPOMethodConfig
 from methods.vbon import VBoN, VBoNConfig
-from tests.conftest import support_arrays
+from tests.conftest import interruptible, support_arrays
 
 
 def kl_to_target(task, policy, target_of):
@@ -229,6 +229,7 @@ def test_interrupted_training_resumes_to_the_same_result(tmp_path, method, param
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=interruptible,
     )
     deadline = time.time() + 120
     while time.time() < deadline and not list(out.glob(f".checkpoints/toy/{method}/*/checkpoint.pt")):
