@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import signal
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -35,6 +36,12 @@ def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log prog
         format="%(message)s",
         handlers=[RichHandler(console=err, show_path=False)],
     )
+    signal.signal(signal.SIGTERM, _terminate)
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    """SIGTERM (a scheduler or `kill` stopping the job) unwinds like Ctrl-C: nothing half-written stays behind."""
+    raise KeyboardInterrupt
 
 
 def _parse_params(params: list[str]) -> dict[str, Any]:

@@ -134,8 +134,11 @@ def test_unwritable_out_is_a_clear_error(tmp_path):
     assert str(blocker / "runs") in result.output.replace("\n", "")
 
 
-@pytest.mark.parametrize("delay", [0.3, 3.0])  # while loading the task; while sampling and scoring
-def test_sigint_leaves_nothing_half_written(tmp_path, delay):
+@pytest.mark.parametrize(
+    ("delay", "sig"),
+    [(0.3, signal.SIGINT), (3.0, signal.SIGINT), (3.0, signal.SIGTERM)],  # while loading the task; while sampling
+)
+def test_an_interrupt_leaves_nothing_half_written(tmp_path, delay, sig):
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -164,11 +167,11 @@ def test_sigint_leaves_nothing_half_written(tmp_path, delay):
         time.sleep(0.05)
     assert proc.poll() is None, proc.communicate()
     time.sleep(delay)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     _, stderr = proc.communicate(timeout=60)
     # 130 from our handler; CPython reports death by SIGINT instead when the interrupt landed inside code it
     # ran through PyRun_* (some imports do), even though the handler ran. Both are a clean interrupt.
-    assert proc.returncode in (130, -signal.SIGINT), stderr
+    assert proc.returncode in (130, -sig), stderr
     assert "interrupted" in stderr
     assert list(staging.iterdir()) == []
 
