@@ -66,13 +66,7 @@ def resolve(
 ) -> RunSpec:
     """Validate everything before any work: names, method hyperparameters (task defaults, then `params`),
     evaluation settings (task defaults, then `evaluation`)."""
-    task_config = load_task(task)
-    if evaluation:
-        try:
-            merged_eval = type(task_config.evaluation).model_validate(task_config.evaluation.model_dump() | evaluation)
-        except ValidationError as e:
-            raise ConfigError(_one_line("evaluation settings", e), _fields(e)) from None
-        task_config = task_config.model_copy(update={"evaluation": merged_eval})
+    task_config = with_evaluation(load_task(task), evaluation)
     method_cls = METHODS.get(method)
     merged = task_config.methods.get(method, {}) | (params or {})
     try:
@@ -80,6 +74,17 @@ def resolve(
     except ValidationError as e:
         raise ConfigError(_one_line(f"{method} config", e), _fields(e)) from None
     return RunSpec(task=task_config, method=method_cls, method_name=method, config=config, seed=seed)
+
+
+def with_evaluation(task_config: TaskConfig, overrides: dict[str, Any] | None) -> TaskConfig:
+    """The task config with its evaluation settings updated by `overrides` (validated)."""
+    if not overrides:
+        return task_config
+    try:
+        merged = type(task_config.evaluation).model_validate(task_config.evaluation.model_dump() | overrides)
+    except ValidationError as e:
+        raise ConfigError(_one_line("evaluation settings", e), _fields(e)) from None
+    return task_config.model_copy(update={"evaluation": merged})
 
 
 def _fields(e: ValidationError) -> list[str]:
@@ -163,7 +168,7 @@ def stored_spec(run_dir: Path) -> RunSpec:
     )
 
 
-def load_aligned(run_dir: Path, spec: RunSpec, task: Task) -> AlignedPolicy:
+def load_aligned(run_dir: Path, spec: RunSpec, task: Task, pools: PoolCache) -> AlignedPolicy:
     """A stored run's aligned policy: the trained weights saved in its `policy/` directory, or, for an
     inference-only method (no training), the method aligned again (which trains nothing)."""
     results = store.read_json(run_dir / store.RESULTS)
@@ -175,7 +180,6 @@ def load_aligned(run_dir: Path, spec: RunSpec, task: Task) -> AlignedPolicy:
         return load_trained(task, run_dir / "policy", training)
     if cost["training_steps"]:
         raise store.StoreError(f"run {run_dir} trained a policy but has no saved policy/ directory")
-    pools = PoolCache(run_dir.parents[2])
     return spec.method(spec.config).align(RunContext(task=task, seed=spec.seed, out_dir=run_dir, pools=pools))
 
 
@@ -184,22 +188,19 @@ def reevaluate(run_dir: Path, evaluation: dict[str, Any] | None = None) -> RunRe
     `<run>/evaluations/<hash of the settings and seed>/` (results.json, samples.jsonl); the run's own files are
     left as they are. An evaluation that is already stored is returned as it is."""
     spec = stored_spec(run_dir)
-    settings = spec.task.evaluation.model_dump() | (evaluation or {})
-    try:
-        merged = type(spec.task.evaluation).model_validate(settings)
-    except ValidationError as e:
-        raise ConfigError(_one_line("evaluation settings", e)) from None
-    spec.task = spec.task.model_copy(update={"evaluation": merged})
-    key = store.config_hash({"evaluation": merged.model_dump(), "seed": spec.seed})
+    spec.task = with_evaluation(spec.task, evaluation)
+    settings = spec.task.evaluation.model_dump()
+    key = store.config_hash({"evaluation": settings, "seed": spec.seed})
     final = run_dir / "evaluations" / key
     if store.is_complete(final):
         return RunResult(final, store.read_json(final / store.RESULTS), reused=True)
     t0 = time.perf_counter()
     task = build_task(spec.task)
-    policy = load_aligned(run_dir, spec, task)
-    result = evaluate(task, policy, spec.seed, PoolCache(run_dir.parents[2]))
+    pools = PoolCache(run_dir.parents[2])  # the store the run lives in: <store>/<task>/<method>/<hash>
+    policy = load_aligned(run_dir, spec, task, pools)
+    result = evaluate(task, policy, spec.seed, pools)
     results = store.read_json(run_dir / store.RESULTS) | {
-        "evaluation": merged.model_dump(),
+        "evaluation": settings,
         "metrics": result.metrics,
         "bon_curve": result.bon_curve,
         "cost": result.cost,
