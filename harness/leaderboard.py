@@ -64,9 +64,14 @@ def _labels(settings: list[tuple[str, dict[str, Any]]]) -> list[str]:
 
 
 def build(out: Path, task: str) -> pd.DataFrame:
-    """The leaderboard of `task`: one row per (method, setting), sorted by method then KL."""
+    """The leaderboard of `task` from the store."""
+    return frame(load_runs(out, task))
+
+
+def frame(runs: list[dict[str, Any]]) -> pd.DataFrame:
+    """The leaderboard of loaded runs: one row per (method, setting), sorted by method then KL."""
     groups: dict[str, list[dict[str, Any]]] = {}
-    for run in load_runs(out, task):
+    for run in runs:
         groups.setdefault(store.config_hash(_setting(run["config"])), []).append(run)
     rows, settings = [], []
     for setting_hash, runs in groups.items():
@@ -258,7 +263,7 @@ def page(df: pd.DataFrame, task: str, plots: list[Path]) -> str:
 def publish(out: Path, task: str, dest: Path) -> Path:
     """Write the leaderboard directory `dest/<task>/` (replaced as a whole, atomically)."""
     runs = load_runs(out, task)
-    df = build(out, task)
+    df = frame(runs)
     final = dest / task
     with store.staged(final) as stage:
         df.to_csv(stage / "leaderboard.csv", index=False, float_format="%.6g")
