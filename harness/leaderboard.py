@@ -20,6 +20,10 @@ from harness import store, targets
 # is enumerable, then the k1 Monte Carlo estimate (a policy with log-probabilities), then the best-of-n estimates.
 KL_ESTIMATORS = ("kl_exact", "kl_mc", "kl_bon_beirami", "kl_bon_bound")
 METRICS = ("reward", "gold_reward", "win_rate")
+# Reported beside the rewards where runs have them: a task's own metrics, then the off-target metrics that
+# `harness offtarget` adds (lm-eval's scores follow as "<lm-eval task>:<metric>").
+BESIDE = ("rouge_l",)
+OFFTARGET = ("length", "distinct_2", "ppl_ref")
 MATCHED_KL = (0.1, 0.25, 0.5, 1.0, 2.0, 4.0)
 FILES = ("leaderboard.md", "leaderboard.csv", "index.html", "reward_kl.png", "winrate_kl.png", "results.jsonl")
 
@@ -48,6 +52,20 @@ def _interval(means: list[float], run_cis: list[list[float]]) -> tuple[float, fl
         return mean, float(run_cis[0][0]), float(run_cis[0][1])
     half = stats.t.ppf(0.975, len(means) - 1) * np.std(means, ddof=1) / np.sqrt(len(means))
     return mean, mean - half, mean + half
+
+
+def _beside(results: dict[str, Any]) -> dict[str, tuple[float, list[float]]]:
+    """The metrics of a run reported beside the rewards: name -> (mean, 95% interval)."""
+    out = {name: results["metrics"][name] for name in BESIDE if name in results["metrics"]}
+    offtarget = results.get("offtarget") or {}
+    out |= {name: offtarget["metrics"][name] for name in OFFTARGET if name in offtarget.get("metrics", {})}
+    found = {name: (m["mean"], m["ci95"]) for name, m in out.items()}
+    for task, values in (offtarget.get("lm_eval") or {}).get("results", {}).items():
+        for metric, value in values.items():
+            if not metric.endswith("_stderr"):
+                se = values.get(f"{metric}_stderr", np.nan)
+                found[f"{task}:{metric}"] = (value, [value - 1.96 * se, value + 1.96 * se])
+    return found
 
 
 def _labels(settings: list[tuple[str, dict[str, Any]]]) -> list[str]:
@@ -89,6 +107,12 @@ def frame(runs: list[dict[str, Any]]) -> pd.DataFrame:
                 )
             else:
                 row[metric] = row[f"{metric}_lo"] = row[f"{metric}_hi"] = np.nan
+        beside = [_beside(r["results"]) for r in runs]
+        for name in beside[0]:
+            if all(name in b for b in beside):
+                row[name], row[f"{name}_lo"], row[f"{name}_hi"] = _interval(
+                    [b[name][0] for b in beside], [b[name][1] for b in beside]
+                )
         estimator = next(k for k in KL_ESTIMATORS if all(k in r["results"]["metrics"] for r in runs))
         ms = [r["results"]["metrics"][estimator] for r in runs]
         row["kl"], row["kl_lo"], row["kl_hi"] = _interval([m["mean"] for m in ms], [m["ci95"] for m in ms])
@@ -146,13 +170,31 @@ COLUMNS = {  # leaderboard.md: column -> header
 def _with_ci(df: pd.DataFrame, col: str) -> pd.Series:
     if df[col].isna().all():
         return pd.Series(["-"] * len(df), index=df.index)
-    return df.apply(lambda r: f"{r[col]:.4f} [{r[col + '_lo']:.4f}, {r[col + '_hi']:.4f}]", axis=1)
+
+    def cell(r: pd.Series) -> str:
+        if pd.isna(r[col]):
+            return "-"
+        if pd.isna(r[col + "_lo"]):
+            return f"{r[col]:.4f}"
+        return f"{r[col]:.4f} [{r[col + '_lo']:.4f}, {r[col + '_hi']:.4f}]"
+
+    return df.apply(cell, axis=1)
+
+
+def beside_columns(df: pd.DataFrame) -> list[str]:
+    """The columns of metrics reported beside the rewards that some row of the table has."""
+    known = set(COLUMNS) | {f"{c}_{e}" for c in COLUMNS for e in ("lo", "hi")}
+    return [c for c in df.columns if c not in known and f"{c}_lo" in df.columns]
 
 
 def display(df: pd.DataFrame) -> pd.DataFrame:
     """The table as printed: metrics with their 95% intervals, Pareto rows flagged."""
-    shown = df[list(COLUMNS)].copy()
-    for col in ("reward", "gold_reward", "win_rate", "kl"):
+    extra = beside_columns(df)
+    columns = list(COLUMNS)
+    at = columns.index("kl_estimator") + 1
+    columns[at:at] = extra
+    shown = df[columns].copy()
+    for col in ("reward", "gold_reward", "win_rate", "kl", *extra):
         shown[col] = _with_ci(df, col)
     shown["pareto"] = df["pareto"].map({True: "yes", False: ""})
     return shown.rename(columns=COLUMNS)

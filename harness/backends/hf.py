@@ -31,6 +31,11 @@ log = logging.getLogger(__name__)
 R = TypeVar("R")
 
 
+def resolve_device(name: str) -> str:
+    """'auto' is cuda where a GPU is visible, else cpu; any other name is taken as it is."""
+    return ("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else name
+
+
 class HFPolicy:
     def __init__(self, model, tokenizer, generation: GenerationConfig, batch_size: int = 32):  # type: ignore[no-untyped-def]
         self.model = model.eval()

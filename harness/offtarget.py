@@ -1,0 +1,157 @@
+"""Off-target evaluation of a stored run: what aligning changed besides the reward.
+
+Two parts, both added to the run's results.json under "offtarget" (written atomically; the run's samples are
+not touched):
+- the harness's own metrics, from the run's stored outputs: mean length, distinct-n and the perplexity of the
+  outputs under pi_ref, each a mean over prompts with a bootstrap 95% interval like every other metric;
+- lm-eval (`lm_eval.simple_evaluate` with its HF model wrapper) on a list of lm-eval tasks over the run's
+  weights, including `harness_imdb_heldout`, the perplexity of held-out IMDB reviews that ships with the harness
+  (offline). A trained run is evaluated with its trained weights; an inference-time method (best-of-n) leaves
+  the weights unchanged, so its likelihood-based scores are those of pi_ref, which is what the results say.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from harness import seeding, store
+from harness.stats import summarize
+
+log = logging.getLogger(__name__)
+
+DISTINCT_N = (1, 2, 3)
+METRIC_VERSIONS = {"length": 1, "distinct_1": 1, "distinct_2": 1, "distinct_3": 1, "ppl_ref": 1}
+LM_EVAL_TASKS_DIR = Path(__file__).parent / "lm_eval_tasks"
+DEFAULT_LM_EVAL_TASKS = ("harness_imdb_heldout",)
+
+
+def distinct(completions: list[tuple[int, ...]], n: int) -> float:
+    """Distinct-n (Li et al. 2016): distinct token n-grams over all n-grams of a set of completions (1.0 when
+    no completion is n tokens long)."""
+    grams = [tuple(c[i : i + n]) for c in completions for i in range(len(c) - n + 1)]
+    return len(set(grams)) / len(grams) if grams else 1.0
+
+
+def own_metrics(records: list[dict[str, Any]], k: int, seed: int, bootstrap: int = 2000) -> dict[str, dict]:
+    """Length, distinct-n and perplexity under pi_ref of a run's outputs (its samples.jsonl records).
+
+    Outputs carry weights (equal for sampled outputs; best-of-n's from the pool carry the probability that
+    best-of-n returns each): length and perplexity are weighted means per prompt; distinct-n is read on `k`
+    outputs per prompt, drawn with the weights where they are unequal, so every method is read on sets of
+    the same size.
+    """
+    by_prompt: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in records:
+        by_prompt[r["prompt_id"]].append(r)
+    rng = np.random.default_rng(seeding.derive_seed(seed, seeding.OFFTARGET))
+    per_prompt: dict[str, list[float]] = defaultdict(list)
+    for rows in by_prompt.values():
+        w = np.array([r["weight"] for r in rows])
+        lengths = np.array([len(r["tokens"]) for r in rows], float)
+        per_prompt["length"].append(float(w @ lengths / w.sum()))
+        ref = np.array([r["ref_logprob"] for r in rows])
+        per_prompt["ppl_ref"].append(float(np.exp(-(w @ ref) / (w @ lengths))) if w @ lengths > 0 else np.nan)
+        if len(rows) == k and np.allclose(w, w[0]):
+            chosen = [tuple(r["tokens"]) for r in rows]
+        else:
+            chosen = [tuple(rows[j]["tokens"]) for j in rng.choice(len(rows), size=k, p=w / w.sum())]
+        for n in DISTINCT_N:
+            per_prompt[f"distinct_{n}"].append(distinct(chosen, n))
+    boot = np.random.default_rng(seeding.derive_seed(seed, seeding.OFFTARGET, seeding.BOOTSTRAP))
+    return {
+        name: {"id": f"{name}@{METRIC_VERSIONS[name]}", **summarize(np.array(values), boot, bootstrap).to_dict()}
+        for name, values in per_prompt.items()
+    }
+
+
+def lm_eval_scores(
+    model: Any, tokenizer: Any, tasks: list[str], limit: int | None, batch_size: int
+) -> dict[str, dict[str, float]]:
+    """lm-eval's scores of a transformers model on `tasks` (the harness's own lm-eval tasks included), as
+    {task: {metric: value}} with each metric's standard error where lm-eval gives one."""
+    from lm_eval import simple_evaluate
+    from lm_eval.models.huggingface import HFLM
+    from lm_eval.tasks import TaskManager
+
+    manager = TaskManager(include_path=str(LM_EVAL_TASKS_DIR))
+    unknown = [t for t in tasks if t not in manager.all_tasks]
+    if unknown:
+        raise ValueError(
+            f"unknown lm-eval task {', '.join(map(repr, unknown))} (the harness ships: "
+            f"{', '.join(DEFAULT_LM_EVAL_TASKS)}; `lm-eval ls tasks` lists lm-eval's own)"
+        )
+    lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, device=str(model.device))
+    out = simple_evaluate(
+        model=lm, tasks=tasks, limit=limit, task_manager=manager, log_samples=False, bootstrap_iters=1000
+    )
+    assert out is not None  # only None on non-main processes of a distributed lm-eval run
+    scores: dict[str, dict[str, float]] = {}
+    for task, values in out["results"].items():
+        scores[task] = {
+            key.split(",")[0]: float(v)
+            for key, v in values.items()
+            if "," in key and isinstance(v, int | float) and not isinstance(v, bool)
+        }
+    return scores
+
+
+def _weights(run_dir: Path, task: Any) -> tuple[Any, str]:
+    """The transformers model of a run's policy, and which weights these are."""
+    if (run_dir / "policy").is_dir():
+        from harness.method import TrainingCost
+        from harness.train import load_trained
+
+        policy = load_trained(task, run_dir / "policy", TrainingCost()).policy
+        model = policy.model  # type: ignore[attr-defined]
+        if hasattr(model, "merge_and_unload"):  # a LoRA adapter: fold it into the weights
+            model = model.merge_and_unload()
+        return model, "trained"
+    if task.model is None:
+        raise ValueError(f"task {task.config.name!r} has no transformers model to evaluate with lm-eval")
+    return task.model, "reference (an inference-time method leaves the weights unchanged)"
+
+
+def offtarget(
+    run_dir: Path,
+    tasks: list[str] | tuple[str, ...] = DEFAULT_LM_EVAL_TASKS,
+    limit: int | None = None,
+    batch_size: int = 8,
+    force: bool = False,
+) -> dict[str, Any]:
+    """Off-target metrics of a stored run, added to its results.json (returned as they are where the same
+    settings were already evaluated, unless `force`)."""
+    from harness.run import stored_spec
+    from harness.task import build_task
+
+    results = store.read_json(run_dir / store.RESULTS)
+    settings = {"lm_eval_tasks": list(tasks), "limit": limit}
+    if not force and results.get("offtarget", {}).get("settings") == settings:
+        return results["offtarget"]
+    spec = stored_spec(run_dir)
+    records = store.read_jsonl(run_dir / store.SAMPLES)
+    evaluation = spec.task.evaluation
+    entry: dict[str, Any] = {
+        "settings": settings,
+        "metrics": own_metrics(records, evaluation.samples_per_prompt, spec.seed, evaluation.bootstrap),
+    }
+    if tasks:
+        task = build_task(spec.task)
+        tokenizer = getattr(task.reference, "tokenizer", None)
+        if tokenizer is None:
+            raise ValueError(f"task {spec.task.name!r} has no transformers tokenizer to evaluate with lm-eval")
+        model, weights = _weights(run_dir, task)
+        entry["lm_eval"] = {
+            "weights": weights,
+            "lm_eval_version": version("lm-eval"),
+            "results": lm_eval_scores(model, tokenizer, list(tasks), limit, batch_size),
+        }
+    results = store.read_json(run_dir / store.RESULTS)  # as it is now, in case it changed meanwhile
+    results["offtarget"] = entry
+    store.write_json(run_dir / store.RESULTS, results)
+    return entry
