@@ -21,20 +21,11 @@ from harness import store
 from harness.evaluate import evaluate
 from harness.method import METHODS, AlignedPolicy, Method, MethodConfig, RunContext, TrainingCost
 from harness.pool import PoolCache
-from harness.task import Task, TaskConfig, build_task, load_task
+from harness.task import ConfigError, Task, TaskConfig, build_task, load_task, one_line, validation_fields
 
 log = logging.getLogger(__name__)
 
 LIBRARIES = ("numpy", "scipy", "torch", "transformers", "pydantic")
-
-
-class ConfigError(ValueError):
-    """A bad value in a run's configuration; the message names the field and what is accepted. `fields` holds
-    the dotted paths of the bad fields."""
-
-    def __init__(self, message: str, fields: list[str] | None = None):
-        super().__init__(message)
-        self.fields = fields or []
 
 
 @dataclass
@@ -72,7 +63,7 @@ def resolve(
     try:
         config = method_cls.Config.model_validate(merged)
     except ValidationError as e:
-        raise ConfigError(_one_line(f"{method} config", e), _fields(e)) from None
+        raise ConfigError(one_line(f"{method} config", e), validation_fields(e)) from None
     return RunSpec(task=task_config, method=method_cls, method_name=method, config=config, seed=seed)
 
 
@@ -83,20 +74,8 @@ def with_evaluation(task_config: TaskConfig, overrides: dict[str, Any] | None) -
     try:
         merged = type(task_config.evaluation).model_validate(task_config.evaluation.model_dump() | overrides)
     except ValidationError as e:
-        raise ConfigError(_one_line("evaluation settings", e), _fields(e)) from None
+        raise ConfigError(one_line("evaluation settings", e), validation_fields(e)) from None
     return task_config.model_copy(update={"evaluation": merged})
-
-
-def _fields(e: ValidationError) -> list[str]:
-    return [".".join(str(x) for x in err["loc"]) for err in e.errors()]
-
-
-def _one_line(what: str, e: ValidationError) -> str:
-    parts = []
-    for err in e.errors():
-        loc = ".".join(str(x) for x in err["loc"]) or "(root)"
-        parts.append(f"{loc} = {err.get('input')!r}: {err['msg']}")
-    return f"invalid {what}: " + "; ".join(parts)
 
 
 @dataclass

@@ -9,10 +9,31 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from harness.policy import EnumerablePolicy, Policy, Prompt, Reward
 from harness.registry import Registry, package_modules
+
+
+class ConfigError(ValueError):
+    """A bad value in a run's configuration; the message names the field and what is accepted. `fields` holds
+    the dotted paths of the bad fields."""
+
+    def __init__(self, message: str, fields: list[str] | None = None):
+        super().__init__(message)
+        self.fields = fields or []
+
+
+def validation_fields(e: ValidationError) -> list[str]:
+    return [".".join(str(x) for x in err["loc"]) for err in e.errors()]
+
+
+def one_line(what: str, e: ValidationError) -> str:
+    parts = []
+    for err in e.errors():
+        loc = ".".join(str(x) for x in err["loc"]) or "(root)"
+        parts.append(f"{loc} = {err.get('input')!r}: {err['msg']}")
+    return f"invalid {what}: " + "; ".join(parts)
 
 
 class GenerationConfig(BaseModel):
@@ -85,7 +106,10 @@ TASKS: Registry[TaskConfig] = Registry("task", "harness.tasks", _builtin_tasks)
 
 
 def load_task(name: str) -> TaskConfig:
-    """The config of a registered task: a YAML path, or a 'module:attr' naming a TaskConfig."""
+    """The config of a registered task (a YAML path, or a 'module:attr' naming a TaskConfig), or of the task
+    YAML file `name` (e.g. a copy of a shipped task with its params changed for a GPU)."""
+    if name.endswith((".yaml", ".yml")) and Path(name).is_file():
+        return TaskConfig.from_yaml(name)
     target = TASKS.target(name)
     if isinstance(target, str) and target.endswith((".yaml", ".yml")):
         return TaskConfig.from_yaml(target)
@@ -95,7 +119,10 @@ def load_task(name: str) -> TaskConfig:
 def build_task(config: TaskConfig) -> Task:
     module_name, _, attr = config.builder.partition(":")
     build = getattr(importlib.import_module(module_name), attr)
-    task = build(config)
+    try:
+        task = build(config)
+    except ValidationError as e:
+        raise ConfigError(one_line(f"task {config.name!r} params", e), validation_fields(e)) from None
     if not isinstance(task, Task):
         raise TypeError(f"task builder {config.builder!r} returned {type(task).__name__}, expected a Task")
     return task

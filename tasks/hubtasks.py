@@ -9,14 +9,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
+from harness.backends import BackendParams, load_policy, resolve_device
 from harness.hub import HFClassifierReward, require_hub
 from harness.policy import Prompt
 from harness.task import Task, TaskConfig
 
 
-class HubTaskParams(BaseModel):
+class HubTaskParams(BackendParams):
     model_config = ConfigDict(extra="forbid")
     policy: str = Field(description="Hub id (or local directory) of the reference policy.")
     reward: str = Field(description="Hub id (or local directory) of the proxy reward model.")
@@ -31,8 +32,6 @@ class HubTaskParams(BaseModel):
     no_eos_reward: float | None = Field(
         None, description="The reward of a completion cut off without EOS (None: no penalty)."
     )
-    batch_size: int = Field(32, ge=1)
-    device: str = "auto"
 
 
 def _build(
@@ -45,13 +44,10 @@ def _build(
     models = [params.policy, params.reward] + ([params.gold_reward] if params.gold_reward else [])
     require_hub(config.name, models, [params.dataset], offline_task="aclsum")
     from datasets import load_dataset
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from harness.backends.hf import HFPolicy, resolve_device
 
     device = resolve_device(params.device)
-    tokenizer = AutoTokenizer.from_pretrained(params.policy)
-    model = AutoModelForCausalLM.from_pretrained(params.policy).to(device)  # type: ignore[arg-type]
+    loaded = load_policy(params.policy, config.generation, params)
+    tokenizer = loaded.tokenizer
 
     def prompts(split: str, n: int) -> list[Prompt]:
         out: list[Prompt] = []
@@ -66,10 +62,9 @@ def _build(
                 break
         return out
 
-    policy = HFPolicy(model, tokenizer, config.generation, batch_size=params.batch_size)
     penalty: dict[str, Any] = {}
     if params.no_eos_reward is not None:
-        penalty = {"eos_token_id": policy.eos, "no_eos_reward": params.no_eos_reward}
+        penalty = {"eos_token_id": tokenizer.eos_token_id, "no_eos_reward": params.no_eos_reward}
 
     def reward(repo: str) -> HFClassifierReward:
         return HFClassifierReward(repo, None, device, params.batch_size, pair=pair, context=context, **penalty)
@@ -78,11 +73,11 @@ def _build(
         config=config,
         prompts=prompts(params.eval_split, params.n_eval_prompts),
         train_prompts=prompts(params.train_split, params.n_train_prompts),
-        reference=policy,
+        reference=loaded.reference,
         reward=reward(params.reward),
         gold_reward=reward(params.gold_reward) if params.gold_reward else None,
-        model=model,
-        make_policy=lambda m: HFPolicy(m, tokenizer, config.generation, batch_size=params.batch_size),
+        model=loaded.model,
+        make_policy=loaded.make_policy,
         metadata={"policy": params.policy, "reward": params.reward, "dataset": params.dataset},
     )
 

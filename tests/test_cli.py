@@ -11,10 +11,12 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 from harness.cli import app
 from harness.run import execute, resolve
+from harness.task import TASKS
 from tests.conftest import interruptible
 
 runner = CliRunner()
@@ -201,3 +203,30 @@ def test_console_script_is_installed():
         pytest.skip("harness is not installed as a console script in this environment")
     proc = subprocess.run([str(exe), "ls", "methods"], capture_output=True, text=True, env=dict(os.environ))
     assert proc.returncode == 0 and "bon" in proc.stdout
+
+
+def _toy_copy(tmp_path, name, **params):
+    config = yaml.safe_load(Path(TASKS.target("toy")).read_text())
+    config["name"] = name
+    config["params"] |= params
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_a_task_yaml_file_runs_like_a_registered_task(tmp_path):
+    path = _toy_copy(tmp_path, "toy-copy", n_prompts=3)
+    result = invoke("run", "--method", "bon", "--task", str(path), "--n", "2", "--out", str(tmp_path / "runs"))
+    assert result.exit_code == 0, result.output
+    run = only_run(tmp_path / "runs")
+    assert run.parent.parent.name == "toy-copy"
+    assert json.loads((run / "results.json").read_text())["metrics"]["reward"]["n_prompts"] == 3
+
+
+def test_a_bad_task_param_is_one_line_naming_it(tmp_path):
+    path = _toy_copy(tmp_path, "toy-bad", vocab_size=99)
+    result = invoke("run", "--method", "bon", "--task", str(path), "--out", str(tmp_path / "runs"))
+    assert result.exit_code == 2
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and "invalid task 'toy-bad' params: vocab_size = 99" in lines[0], result.output
+    assert not list((tmp_path / "runs").glob("*/*/*"))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -31,14 +31,12 @@ log = logging.getLogger(__name__)
 R = TypeVar("R")
 
 
-def resolve_device(name: str) -> str:
-    """'auto' is cuda where a GPU is visible, else cpu; any other name is taken as it is."""
-    return ("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else name
-
-
 class HFPolicy:
-    def __init__(self, model, tokenizer, generation: GenerationConfig, batch_size: int = 32):  # type: ignore[no-untyped-def]
+    def __init__(
+        self, model: Any, tokenizer: Any, generation: GenerationConfig, batch_size: int = 32, static_cache: bool = False
+    ):
         self.model = model.eval()
+        self.static_cache = static_cache
         self.tokenizer = tokenizer
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
@@ -100,6 +98,7 @@ class HFPolicy:
             eos_token_id=self.eos,
             output_scores=True,
             return_dict_in_generate=True,
+            cache_implementation="static" if self.static_cache else None,
         )
         rows = [i for i in range(len(prompts)) for _ in range(n)]
 

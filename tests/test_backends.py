@@ -1,6 +1,11 @@
-"""The `hf` backend on a tiny random GPT-2: seeded sampling, logprobs while sampling == scoring, padding, EOS."""
+"""The policy backend contract, for every backend: seeded sampling, log-probabilities while sampling equal to
+scoring, scoring independent of what else is in the batch, completions ending at the first EOS. `hf` runs here
+(with and without a static KV cache); `vllm` runs where vLLM and a CUDA GPU are, and skips cleanly elsewhere.
+The `hf` backend's out-of-memory handling is tested at the end."""
 
 from __future__ import annotations
+
+import importlib.util
 
 import numpy as np
 import pytest
@@ -13,6 +18,7 @@ from harness.policy import Prompt
 from harness.task import GenerationConfig
 
 EOS = 1
+BACKENDS = ["hf", "hf-static-cache", pytest.param("vllm", marks=pytest.mark.gpu)]
 
 
 @pytest.fixture(scope="module")
@@ -35,6 +41,29 @@ def tiny():
     return GPT2LMHeadModel(config), tokenizer
 
 
+@pytest.fixture(params=BACKENDS)
+def make(request, tiny, tmp_path_factory):
+    """make(generation, batch_size) -> a policy of the backend under test over the tiny model."""
+    model, tokenizer = tiny
+    if request.param.startswith("hf"):
+        static = request.param == "hf-static-cache"
+        return lambda generation, batch_size=8: HFPolicy(model, tokenizer, generation, batch_size, static_cache=static)
+    if importlib.util.find_spec("vllm") is None or not torch.cuda.is_available():
+        pytest.skip("the vllm backend needs the `vllm` extra and a CUDA GPU")
+    from harness.backends.vllm import VLLMPolicy
+
+    path = tmp_path_factory.mktemp("tiny-vllm")
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    scorer_model = GPT2LMHeadModel.from_pretrained(path).cuda()
+
+    def build(generation, batch_size=8):
+        scorer = HFPolicy(scorer_model, tokenizer, generation, batch_size)
+        return VLLMPolicy(str(path), generation, dtype="float32", gpu_memory_utilization=0.2, scorer=scorer)
+
+    return build
+
+
 PROMPTS = [Prompt("a", "w3 w4", (3, 4)), Prompt("b", "w5 w6 w7 w8 w9", (5, 6, 7, 8, 9)), Prompt("c", "w10", (10,))]
 
 
@@ -42,8 +71,8 @@ PROMPTS = [Prompt("a", "w3 w4", (3, 4)), Prompt("b", "w5 w6 w7 w8 w9", (5, 6, 7,
     "generation",
     [GenerationConfig(max_new_tokens=10), GenerationConfig(max_new_tokens=10, temperature=0.7, top_k=8, top_p=0.9)],
 )
-def test_logprobs_while_sampling_equal_scoring(tiny, generation):
-    policy = HFPolicy(*tiny, generation, batch_size=5)
+def test_logprobs_while_sampling_equal_scoring(make, generation):
+    policy = make(generation, batch_size=5)
     s = policy.sample(PROMPTS, 6, seed=0)
     scored = policy.logprob(PROMPTS, s.tokens)
     for row_s, row_t, row_c in zip(s.token_logprobs, scored, s.tokens, strict=True):
@@ -53,45 +82,47 @@ def test_logprobs_while_sampling_equal_scoring(tiny, generation):
             assert np.all(np.isfinite(a)) and np.all(a <= 0)
 
 
-def test_same_seed_same_samples(tiny):
-    policy = HFPolicy(*tiny, GenerationConfig(max_new_tokens=8), batch_size=4)
+def test_same_seed_same_samples(make):
+    policy = make(GenerationConfig(max_new_tokens=8), batch_size=4)
     a, b, c = (policy.sample(PROMPTS, 5, seed=s) for s in (1, 1, 2))
     assert a.tokens == b.tokens and a.text == b.text
     assert a.tokens != c.tokens
     assert [len(row) for row in a.tokens] == [5, 5, 5]
 
 
-def test_padding_does_not_change_logprobs(tiny):
-    policy = HFPolicy(*tiny, GenerationConfig(max_new_tokens=8), batch_size=16)
+def test_scoring_does_not_depend_on_the_rest_of_the_batch(make):
+    policy = make(GenerationConfig(max_new_tokens=8), batch_size=16)
     comp = [[(11, 12, 13)], [(14, 15, 16, 17, 18, 19, 20)], [(21,)]]
-    batched = policy.logprob(PROMPTS, comp)
-    policy.batch_size = 1
-    alone = policy.logprob(PROMPTS, comp)
-    for x, y in zip(batched, alone, strict=True):
-        np.testing.assert_allclose(x[0], y[0], atol=1e-5)
+    together = policy.logprob(PROMPTS, comp)
+    for i in range(len(PROMPTS)):
+        alone = policy.logprob(PROMPTS[i : i + 1], comp[i : i + 1])
+        np.testing.assert_allclose(together[i][0], alone[0][0], atol=1e-5)
 
 
-def test_completions_end_at_the_first_eos(tiny):
+def test_completions_end_at_the_first_eos(make):
+    policy = make(GenerationConfig(max_new_tokens=12), batch_size=16)
+    s = policy.sample(PROMPTS, 32, seed=0)
+    lengths = [len(t) for row in s.tokens for t in row]
+    assert min(lengths) < 12  # some stop early (EOS has probability about 1/40 per token)
+    for row in s.tokens:
+        for t in row:
+            assert EOS not in t[:-1]
+            assert len(t) == 12 or t[-1] == EOS
+    scored = policy.logprob(PROMPTS, s.tokens)
+    for ra, rb in zip(s.token_logprobs, scored, strict=True):
+        for a, b in zip(ra, rb, strict=True):
+            np.testing.assert_allclose(a, b, atol=1e-4)
+
+
+def test_a_static_cache_samples_what_the_dynamic_cache_samples(tiny):
     model, tokenizer = tiny
-    # Make EOS likely so that some completions stop early.
-    bias = torch.zeros(40)
-    bias[EOS] = 3.0
-    model.lm_head.register_forward_hook(lambda mod, inp, out: out + bias)
-    try:
-        policy = HFPolicy(model, tokenizer, GenerationConfig(max_new_tokens=12), batch_size=8)
-        s = policy.sample(PROMPTS, 8, seed=0)
-        lengths = [len(t) for row in s.tokens for t in row]
-        assert min(lengths) < 12
-        for row in s.tokens:
-            for t in row:
-                assert EOS not in t[:-1]
-                assert len(t) == 12 or t[-1] == EOS
-        scored = policy.logprob(PROMPTS, s.tokens)
-        for ra, rb in zip(s.token_logprobs, scored, strict=True):
-            for a, b in zip(ra, rb, strict=True):
-                np.testing.assert_allclose(a, b, atol=1e-4)
-    finally:
-        model.lm_head._forward_hooks.clear()
+    generation = GenerationConfig(max_new_tokens=8)
+    dynamic = HFPolicy(model, tokenizer, generation, batch_size=4).sample(PROMPTS, 4, seed=3)
+    static = HFPolicy(model, tokenizer, generation, batch_size=4, static_cache=True).sample(PROMPTS, 4, seed=3)
+    assert static.tokens == dynamic.tokens
+    for ra, rb in zip(static.token_logprobs, dynamic.token_logprobs, strict=True):
+        for a, b in zip(ra, rb, strict=True):
+            np.testing.assert_allclose(a, b, atol=1e-5)
 
 
 class _SmallMemoryGPT2(GPT2LMHeadModel):
