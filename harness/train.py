@@ -29,6 +29,7 @@ from harness.policy import Completions, Policy, Prompt, sequence_logprobs
 from harness.pool import Pool
 from harness.progress import progress
 from harness.store import write_jsonl
+from harness.task import ConfigError
 
 log = logging.getLogger(__name__)
 hf_logging.disable_progress_bar()  # saving and loading weights: the harness shows its own progress
@@ -74,11 +75,15 @@ class TrainedPolicy(AlignedPolicy):
 
 
 def completion_forward(
-    model: Any, value_head: torch.nn.Module | None, prompts: Sequence[Prompt], comps: Sequence[tuple[int, ...]]
+    model: Any,
+    value_head: torch.nn.Module | None,
+    prompts: Sequence[Prompt],
+    comps: Sequence[tuple[int, ...]],
+    temperature: float = 1.0,
 ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
-    """Per-token log-probabilities (and values, given a value head) of completions, with gradients, padded
-    to (rows, T) with a mask. Rows are right-padded so that every real token keeps the position it was
-    sampled at."""
+    """Per-token log-probabilities under the sampling distribution at `temperature` (and values, given a value
+    head) of completions, with gradients, padded to (rows, T) with a mask. Rows are right-padded so that every
+    real token keeps the position it was sampled at."""
     seqs = [p.tokens + tuple(c) for p, c in zip(prompts, comps, strict=True)]
     width, t_max = max(map(len, seqs)), max(map(len, comps))
     device = next(model.parameters()).device
@@ -96,7 +101,7 @@ def completion_forward(
     ids, attn, index, target, mask = (x.to(device) for x in (ids, attn, index, target, mask))
     out = model(input_ids=ids, attention_mask=attn, output_hidden_states=value_head is not None)
     rows = torch.arange(len(seqs), device=device)[:, None]
-    logp = out.logits[rows, index].float().log_softmax(-1)
+    logp = (out.logits[rows, index].float() / temperature).log_softmax(-1)
     lp = logp.gather(-1, target[..., None])[..., 0] * mask
     values = None if value_head is None else value_head(out.hidden_states[-1][rows, index].float())[..., 0] * mask
     return lp, values, mask
@@ -159,15 +164,22 @@ class Trainer:
     ):
         task = ctx.task
         if task.model is None or task.make_policy is None:
-            raise ValueError(f"task {task.config.name!r} has no trainable reference model")
+            raise ConfigError(f"task {task.config.name!r} has no trainable reference model")
         if not task.train_prompts:
-            raise ValueError(f"task {task.config.name!r} has no training prompts")
+            raise ConfigError(f"task {task.config.name!r} has no training prompts")
+        g = task.config.generation
+        if g.top_k or g.top_p < 1:
+            # a trained token could leave the filtered support, where its log-probability is -inf
+            raise ConfigError(
+                f"training needs an unfiltered sampling distribution; task {task.config.name!r} has top_k = "
+                f"{g.top_k}, top_p = {g.top_p} (accepted: top_k = 0, top_p = 1; any temperature)"
+            )
         self.ctx, self.config = ctx, config
         # Under `accelerate launch` (DDP), each process trains on its share of every step's prompts and the
         # gradients are averaged over processes, so all copies of the model stay identical.
         self.dist = process_state()
         if config.prompts_per_step < self.dist.num_processes:
-            raise ValueError(
+            raise ConfigError(
                 f"prompts_per_step = {config.prompts_per_step} is fewer than the {self.dist.num_processes} processes"
             )
         torch.manual_seed(seeding.derive_seed(ctx.seed, seeding.TRAIN))
@@ -341,7 +353,7 @@ def train_on_policy(
     if task.model is not None:
         value_head.to(next(task.model.parameters()).device)
     trainer = Trainer(ctx, config, extra=list(value_head.parameters()), anchor=anchor)
-    model = trainer.model
+    model, temperature = trainer.model, task.config.generation.temperature
     assert task.make_policy is not None
     with progress(f"training ({config.steps} steps)", config.steps) as bar:
         bar.advance(bar.task_ids[0], trainer.start)
@@ -357,7 +369,7 @@ def train_on_policy(
             rows = [p for p in prompts for _ in range(config.samples_per_prompt)]
             comps = [c for row in rollout.tokens for c in row]
             with torch.no_grad():
-                old_lp, old_v, mask = completion_forward(model, value_head, rows, comps)
+                old_lp, old_v, mask = completion_forward(model, value_head, rows, comps, temperature)
             assert old_v is not None
             ref_lp = torch.zeros_like(old_lp)
             for k, r in enumerate(x for row in ref for x in row):
@@ -373,7 +385,7 @@ def train_on_policy(
             std = (((adv - mean) * mask) ** 2).sum().div(n_tok).sqrt()
             adv = (adv - mean) / (std + 1e-8) * mask
             for _ in range(config.ppo_epochs):
-                lp, v, _ = completion_forward(model, value_head, rows, comps)
+                lp, v, _ = completion_forward(model, value_head, rows, comps, temperature)
                 assert v is not None
                 ratio = torch.exp(lp - old_lp)
                 pg = -torch.min(ratio * adv, ratio.clamp(1 - config.clip, 1 + config.clip) * adv)
@@ -416,15 +428,19 @@ def train_offline(ctx: RunContext, config: OfflineConfig, batch_loss: PairLoss) 
     return trainer.result()
 
 
-def nll(model: Any, prompts: Sequence[Prompt], comps: Sequence[tuple[int, ...]]) -> torch.Tensor:
-    """Mean per-token negative log-likelihood of completions (an SFT loss), with gradients."""
-    lp, _, mask = completion_forward(model, None, prompts, comps)
+def nll(
+    model: Any, prompts: Sequence[Prompt], comps: Sequence[tuple[int, ...]], temperature: float = 1.0
+) -> torch.Tensor:
+    """Mean per-token negative log-likelihood of completions (an SFT loss) at `temperature`, with gradients."""
+    lp, _, mask = completion_forward(model, None, prompts, comps, temperature)
     return -(lp.sum() / mask.sum())
 
 
-def sequence_logprob(model: Any, prompts: Sequence[Prompt], comps: Sequence[tuple[int, ...]]) -> torch.Tensor:
-    """log pi(y | x) of each completion, with gradients."""
-    lp, _, _ = completion_forward(model, None, prompts, comps)
+def sequence_logprob(
+    model: Any, prompts: Sequence[Prompt], comps: Sequence[tuple[int, ...]], temperature: float = 1.0
+) -> torch.Tensor:
+    """log pi(y | x) of each completion at `temperature`, with gradients."""
+    lp, _, _ = completion_forward(model, None, prompts, comps, temperature)
     return lp.sum(1)
 
 
@@ -446,8 +462,8 @@ class PoolPairs:
     """Best-and-worst pairs from n-subsets of the reference pool of the training prompts (dpo: n = 2;
     bonbon: n = 8), with the log-ratio gap h that the pairwise losses read."""
 
-    def __init__(self, pool: Pool, prompts: Sequence[Prompt]):
-        self.pool = pool
+    def __init__(self, pool: Pool, prompts: Sequence[Prompt], temperature: float = 1.0):
+        self.pool, self.temperature = pool, temperature
         self.row = {p.tokens: i for i, p in enumerate(prompts)}
         self.ref = sequence_logprobs(pool.completions.ref_token_logprobs)  # type: ignore[arg-type]
 
@@ -467,7 +483,7 @@ class PoolPairs:
                 ref_gap.append(self.ref[i][b] - self.ref[i][w])
         if not rows:
             return None
-        lp = sequence_logprob(model, rows + rows, best + worst)
+        lp = sequence_logprob(model, rows + rows, best + worst, self.temperature)
         lp_best = lp[: len(rows)]
         h = lp_best - lp[len(rows) :] - torch.tensor(ref_gap, dtype=lp.dtype, device=lp.device)
         return h, lp_best, sum(map(len, best + worst))

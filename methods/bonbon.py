@@ -35,7 +35,8 @@ class BoNBoN(Method[BoNBoNConfig]):
         if cfg.n > cfg.pool_size:
             raise ValueError(f"n = {cfg.n} exceeds pool_size = {cfg.pool_size}; groups are drawn from the pool")
         beta_n = objectives.bonbon_beta(cfg.n)
-        pairs = PoolPairs(ctx.pools.get(ctx.task, cfg.pool_size, ctx.seed, stream="train"), ctx.task.train_prompts)
+        pool = ctx.pools.get(ctx.task, cfg.pool_size, ctx.seed, stream="train")
+        pairs = PoolPairs(pool, ctx.task.train_prompts, ctx.task.config.generation.temperature)
 
         def batch_loss(model, prompts, step):  # type: ignore[no-untyped-def]
             rng = np.random.default_rng(seeding.derive_seed(ctx.seed, seeding.TRAIN, step))

@@ -89,7 +89,7 @@ class BOND(Method[BONDConfig]):
                     best = group[argmax_random_ties(anchor_pool.rewards[i][group], rng)]
                     rows.append(p)
                     comps.append(anchor_pool.completions.tokens[i][best])
-            return nll(model, rows, comps)
+            return nll(model, rows, comps, ctx.task.config.generation.temperature)
 
         return train_on_policy(
             ctx, cfg, reward, 1.0 / (cfg.n - 1), extra_loss=forward_kl, pg_weight=cfg.b, anchor=anchor

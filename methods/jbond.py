@@ -65,6 +65,6 @@ class JBOND(Method[JBONDConfig]):
                 for k, best in enumerate(argmax_random_ties(pairs, rng)):
                     rows.append(p)
                     comps.append(tokens[2 * k + best])
-            return nll(model, rows, comps)
+            return nll(model, rows, comps, ctx.task.config.generation.temperature)
 
         return train_on_policy(ctx, cfg, reward, 1.0 + cfg.gamma, extra_loss=forward_kl, pg_weight=cfg.b, anchor=anchor)

@@ -323,3 +323,39 @@ def test_a_two_process_run_writes_one_run_from_the_main_process(tmp_path):
     (run,) = list_runs(out)
     assert proc.stdout.count("run: ") == 1 and (run / "policy").is_dir()
     assert not [p for p in run.parent.iterdir() if p.name.startswith(".")]  # no staging left behind
+
+
+def test_training_reads_the_sampling_distribution_at_the_task_temperature(tiny_lm):
+    """The training core's log-probabilities are those the policy samples with (temperature applied), so that a
+    trained policy's KL and objectives refer to the distribution that is evaluated."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from harness.backends.hf import HFPolicy
+    from harness.policy import Prompt
+    from harness.task import GenerationConfig
+    from harness.train import completion_forward
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_lm).eval()
+    tokenizer = AutoTokenizer.from_pretrained(tiny_lm)
+    prompts = [Prompt(str(i), t, tuple(tokenizer(t).input_ids)) for i, t in enumerate(["We propose", "The model"])]
+    for temperature in (0.7, 1.0, 1.5):
+        policy = HFPolicy(model, tokenizer, GenerationConfig(max_new_tokens=6, temperature=temperature))
+        s = policy.sample(prompts, 3, seed=0)
+        rows = [p for p in prompts for _ in range(3)]
+        comps = [c for row in s.tokens for c in row]
+        with torch.no_grad():
+            lp, _, mask = completion_forward(model, None, rows, comps, temperature)
+        for k, expected in enumerate(x for row in s.token_logprobs for x in row):
+            np.testing.assert_allclose(lp[k, : len(expected)].numpy(), expected, atol=1e-4)
+            assert mask[k].sum() == len(expected)
+
+
+def test_training_refuses_a_filtered_sampling_distribution(tiny_lm, tmp_path):
+    from harness.run import ConfigError, execute, resolve
+    from tests.test_aclsum import tiny_aclsum
+
+    spec = resolve(tiny_aclsum(tiny_lm, tmp_path, "aclsum-topk").name, "dpo")
+    spec.task.generation.top_k = 5
+    with pytest.raises(ConfigError, match="top_k = 5, top_p = 1.0 .accepted: top_k = 0, top_p = 1"):
+        execute(spec, tmp_path / "runs")
+    assert not list_runs(tmp_path / "runs")
