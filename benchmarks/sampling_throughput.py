@@ -4,6 +4,7 @@ The harness does more per call than raw generate (per-token log-probabilities of
 cutting at EOS, decoding), so this measures what that costs. Both sample the same rows with the same seeds.
 
     python benchmarks/sampling_throughput.py --batch 16 64 --new-tokens 32 --repeats 3
+    python benchmarks/sampling_throughput.py --batch 64 256 1024 --dtype bfloat16 --static-cache   # on a GPU
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+    ap.add_argument("--static-cache", action="store_true", help="A static KV cache (compiled on a GPU) for both.")
     args = ap.parse_args()
 
     path = smollm2_dir()
@@ -55,24 +57,26 @@ def main() -> None:
         temperature=1.0,
         pad_token_id=tokenizer.eos_token_id,
         eos_token_id=tokenizer.eos_token_id,
+        cache_implementation="static" if args.static_cache else None,
     )
     print(
         f"device: {args.device} ({torch.cuda.get_device_name() if args.device == 'cuda' else cpu_name()}, "
-        f"{torch.get_num_threads()} threads), dtype {args.dtype}, torch {torch.__version__}"
+        f"{torch.get_num_threads()} threads), dtype {args.dtype}, static cache {args.static_cache}, "
+        f"torch {torch.__version__}"
     )
     print("| batch | new tokens | raw generate tok/s | harness sample tok/s | harness overhead |")
     print("|---:|---:|---:|---:|---:|")
     for batch in args.batch:
-        rate = measure(model, tokenizer, prompt, batch, gen, raw_config, args.repeats, args.device)
+        rate = measure(model, tokenizer, prompt, batch, gen, raw_config, args.repeats, args.device, args.static_cache)
         print(
             f"| {batch} | {args.new_tokens} | {rate['raw']:.1f} | {rate['harness']:.1f} | "
             f"{100 * (rate['raw'] / rate['harness'] - 1):+.1f}% |"
         )
 
 
-def measure(model, tokenizer, prompt, batch, gen, raw_config, repeats, device) -> dict[str, float]:  # type: ignore[no-untyped-def]
+def measure(model, tokenizer, prompt, batch, gen, raw_config, repeats, device, static_cache) -> dict[str, float]:  # type: ignore[no-untyped-def]
     """Tokens per second of raw generate and of the harness at one batch size (best of interleaved repeats)."""
-    policy = HFPolicy(model, tokenizer, gen, batch_size=batch)
+    policy = HFPolicy(model, tokenizer, gen, batch_size=batch, static_cache=static_cache)
     ids = torch.tensor([prompt] * batch, device=device)
     mask = torch.ones_like(ids)
 

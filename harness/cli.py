@@ -167,7 +167,10 @@ def evaluate_run(
 
 @app.command()
 def offtarget(
-    run_ref: Annotated[str, typer.Argument(metavar="RUN", help="A run directory or a config hash (prefix).")],
+    run_ref: Annotated[
+        str | None, typer.Argument(metavar="[RUN]", help="A run directory or a config hash (prefix).")
+    ] = None,
+    task: Annotated[str | None, typer.Option(help="Instead of RUN: every finished run of this task.")] = None,
     tasks: Annotated[
         str,
         typer.Option(help="Comma-separated lm-eval tasks over the run's weights; '' for the harness's metrics only."),
@@ -181,14 +184,26 @@ def offtarget(
     lm-eval tasks over its weights. Added to the run's results.json (and so to its leaderboard)."""
     from harness.offtarget import offtarget as evaluate_offtarget
 
+    if (run_ref is None) == (task is None):
+        raise fail("give either RUN or --task")
     names = [t.strip() for t in tasks.split(",") if t.strip()]
     try:
-        path = store.find_run(out, run_ref)
-        entry = evaluate_offtarget(path, names, limit=limit, batch_size=batch_size, force=force)
+        if run_ref is not None:
+            paths = [store.find_run(out, run_ref)]
+        else:
+            paths = [p for p in store.list_runs(out) if p.parent.parent.name == task]
+            if not paths:
+                raise store.StoreError(f"no finished runs of task {task!r} under {out}")
+        for path in paths:
+            entry = evaluate_offtarget(path, names, limit=limit, batch_size=batch_size, force=force)
+            console.print(offtarget_table(path, entry))
     except (UnknownNameError, ValueError, store.StoreError, MissingAssetError) as e:
         raise fail(str(e)) from None
     except KeyboardInterrupt:
-        raise fail("interrupted; the run's results.json is as it was", code=130) from None
+        raise fail("interrupted; the results.json of the run being evaluated is as it was", code=130) from None
+
+
+def offtarget_table(path: Path, entry: dict[str, Any]) -> Table:
     table = Table(title=f"off-target: {path}")
     for col in ("metric", "mean", "95% CI"):
         table.add_column(col, justify="left" if col == "metric" else "right")
@@ -197,13 +212,13 @@ def offtarget(
         table.add_row(m["id"], f"{m['mean']:.4f}", f"[{lo:.4f}, {hi:.4f}]")
     lm = entry.get("lm_eval")
     if lm:
-        for task, values in lm["results"].items():
+        for name, values in lm["results"].items():
             for metric, value in values.items():
                 if not metric.endswith("_stderr"):
                     se = values.get(f"{metric}_stderr")
-                    table.add_row(f"{task}: {metric}", f"{value:.4f}", "-" if se is None else f"se {se:.4f}")
+                    table.add_row(f"{name}: {metric}", f"{value:.4f}", "-" if se is None else f"se {se:.4f}")
         table.caption = f"lm-eval {lm['lm_eval_version']} on the {lm['weights']} weights"
-    console.print(table)
+    return table
 
 
 class Executor(StrEnum):

@@ -114,3 +114,23 @@ def test_an_unknown_lm_eval_task_is_a_one_line_error(tiny_lm, tmp_path):
     assert "no_such_task" in proc.stderr and "harness_imdb_heldout" in proc.stderr
     assert (path / store.RESULTS).read_text() == before
     json.loads(before)
+
+
+def test_offtarget_over_every_run_of_a_task_with_the_harness_metrics_only(tiny_lm, tmp_path):
+    from typer.testing import CliRunner
+
+    from harness.cli import app
+    from harness.run import execute, resolve
+
+    name = tiny_aclsum(tiny_lm, tmp_path, "aclsum-offtarget-all").name
+    out = tmp_path / "runs"
+    paths = [execute(resolve(name, "bon", {"n": n}), out).path for n in (1, 4)]
+    runner = CliRunner()
+    neither = runner.invoke(app, ["offtarget", "--out", str(out)])
+    assert neither.exit_code == 2 and "give either RUN or --task" in neither.output
+    result = runner.invoke(app, ["offtarget", "--task", name, "--tasks", "", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    entries = [store.read_json(p / store.RESULTS)["offtarget"] for p in paths]
+    assert all("lm_eval" not in e and e["settings"] == {"lm_eval_tasks": [], "limit": None} for e in entries)
+    # best-of-4 weighs the pooled outputs differently from best-of-1, so their perplexities under pi_ref differ
+    assert entries[0]["metrics"]["ppl_ref"]["mean"] != pytest.approx(entries[1]["metrics"]["ppl_ref"]["mean"])
