@@ -19,7 +19,7 @@ from pydantic import ConfigDict, Field
 from harness import assets
 from harness.backends import BackendParams, load_policy, resolve_device
 from harness.policy import Completions, Prompt
-from harness.task import Task, TaskConfig
+from harness.task import ConfigError, Task, TaskConfig
 
 SPLITS = ("train", "val", "test")
 ASPECTS = {
@@ -86,6 +86,11 @@ def _prompts(split: str, n: int, tokenizer: Any, params: AclsumParams, items: di
     order = np.random.default_rng([params.seed, SPLITS.index(split)]).permutation(len(papers))
     names = list(ASPECTS)
     pairs = [(papers[i], names[(j + k) % len(names)]) for k in range(len(names)) for j, i in enumerate(order)]
+    if n > len(pairs):
+        raise ConfigError(
+            f"{n} {split} prompts asked for; the {split} split has {len(pairs)} (paper, aspect) prompts with "
+            f"abstracts of at most max_source_tokens = {params.max_source_tokens} tokens"
+        )
     out = []
     for paper, aspect in pairs[:n]:
         text = instruction(paper["abstract"], aspect)

@@ -93,3 +93,12 @@ def test_bon_and_a_trained_method_run_end_to_end(tiny_lm, tmp_path):
     assert {"rouge_l", "kl_mc", "kl_k3"} <= set(dpo["metrics"]) and dpo["cost"]["training_steps"] == 2
     for results in (bon, dpo):
         assert np.isfinite(results["metrics"]["rouge_l"]["mean"])
+
+
+def test_asking_for_more_prompts_than_the_split_has_is_a_clear_error(tiny_lm, tmp_path):
+    from harness.task import ConfigError
+
+    config = tiny_aclsum(tiny_lm, tmp_path, "aclsum-many")
+    config.params |= {"n_eval_prompts": 297, "max_source_tokens": 100}
+    with pytest.raises(ConfigError, match="297 test prompts asked for; the test split has .* max_source_tokens = 100"):
+        build_task(config)
