@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import torch
+from typer.testing import CliRunner
 
 from harness import leaderboard, store
+from harness.cli import app
 from harness.offtarget import distinct, own_metrics
 from tests.test_aclsum import tiny_aclsum
 
@@ -75,9 +75,8 @@ def test_offtarget_on_a_bon_run_and_a_trained_run(tiny_lm, tmp_path):
     found = {}
     for method, path in runs.items():
         before = store.read_json(path / store.RESULTS)
-        cmd = [sys.executable, "-m", "harness", "offtarget", str(path), "--limit", "3", "--out", str(out)]
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-        assert proc.returncode == 0, proc.stderr
+        proc = CliRunner().invoke(app, ["offtarget", str(path), "--limit", "3", "--out", str(out)])
+        assert proc.exit_code == 0, proc.output
         after = store.read_json(path / store.RESULTS)
         assert {k: v for k, v in after.items() if k != "offtarget"} == before  # the rest is untouched
         entry = after["offtarget"]
@@ -88,7 +87,7 @@ def test_offtarget_on_a_bon_run_and_a_trained_run(tiny_lm, tmp_path):
         n_prompts = len({r["prompt_id"] for r in records})
         assert entry["metrics"]["length"]["mean"] == pytest.approx(float(w @ lengths) / n_prompts)
         found[method] = entry["lm_eval"]
-        assert "harness_imdb_heldout" in proc.stdout
+        assert "harness_imdb_heldout" in proc.output
     assert found["bon"]["weights"].startswith("reference")
     assert found["dpo"]["weights"] == "trained"
     bon_ppl = found["bon"]["results"]["harness_imdb_heldout"]["word_perplexity"]
@@ -108,27 +107,23 @@ def test_an_unknown_lm_eval_task_is_a_one_line_error(tiny_lm, tmp_path):
     name = tiny_aclsum(tiny_lm, tmp_path, "aclsum-offtarget-bad").name
     path = execute(resolve(name, "bon"), tmp_path / "runs").path
     before = (path / store.RESULTS).read_text()
-    cmd = [sys.executable, "-m", "harness", "offtarget", str(path), "--tasks", "no_such_task", "--out", str(tmp_path)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 2
-    assert "no_such_task" in proc.stderr and "harness_imdb_heldout" in proc.stderr
+    proc = CliRunner().invoke(app, ["offtarget", str(path), "--tasks", "no_such_task", "--out", str(tmp_path)])
+    assert proc.exit_code == 2
+    lines = [line for line in proc.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and "no_such_task" in lines[0] and "harness_imdb_heldout" in lines[0], proc.output
     assert (path / store.RESULTS).read_text() == before
     json.loads(before)
 
 
 def test_offtarget_over_every_run_of_a_task_with_the_harness_metrics_only(tiny_lm, tmp_path):
-    from typer.testing import CliRunner
-
-    from harness.cli import app
     from harness.run import execute, resolve
 
     name = tiny_aclsum(tiny_lm, tmp_path, "aclsum-offtarget-all").name
     out = tmp_path / "runs"
     paths = [execute(resolve(name, "bon", {"n": n}), out).path for n in (1, 4)]
-    runner = CliRunner()
-    neither = runner.invoke(app, ["offtarget", "--out", str(out)])
+    neither = CliRunner().invoke(app, ["offtarget", "--out", str(out)])
     assert neither.exit_code == 2 and "give either RUN or --task" in neither.output
-    result = runner.invoke(app, ["offtarget", "--task", name, "--tasks", "", "--out", str(out)])
+    result = CliRunner().invoke(app, ["offtarget", "--task", name, "--tasks", "", "--out", str(out)])
     assert result.exit_code == 0, result.output
     entries = [store.read_json(p / store.RESULTS)["offtarget"] for p in paths]
     assert all("lm_eval" not in e and e["settings"] == {"lm_eval_tasks": [], "limit": None} for e in entries)
