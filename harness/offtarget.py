@@ -21,11 +21,13 @@ from typing import Any
 import numpy as np
 
 from harness import seeding, store
+from harness.bon import argmax_random_ties
 from harness.stats import summarize
 
 log = logging.getLogger(__name__)
 
 DISTINCT_N = (1, 2, 3)
+DISTINCT_SET = 8  # independent outputs per set that distinct-n reads
 METRIC_VERSIONS = {"length": 1, "distinct_1": 1, "distinct_2": 1, "distinct_3": 1, "ppl_ref": 1}
 LM_EVAL_TASKS_DIR = Path(__file__).parent / "lm_eval_tasks"
 DEFAULT_LM_EVAL_TASKS = ("harness_imdb_heldout",)
@@ -38,36 +40,61 @@ def distinct(completions: list[tuple[int, ...]], n: int) -> float:
     return len(set(grams)) / len(grams) if grams else 1.0
 
 
-def own_metrics(records: list[dict[str, Any]], k: int, seed: int, bootstrap: int = 2000) -> dict[str, dict]:
-    """Length, distinct-n and perplexity under pi_ref of a run's outputs (its samples.jsonl records).
+def independent_outputs(rows: list[dict[str, Any]], k: int, n: int, rng: np.random.Generator) -> list[tuple[int, ...]]:
+    """Outputs of one prompt that are independent draws of the run's policy: sampled outputs as they are; for
+    best-of-n evaluated from the reference pool (weighted records of the whole pool), the best of each of
+    M // n disjoint random n-subsets of the pool (ties at random)."""
+    w = np.array([r["weight"] for r in rows])
+    if len(rows) == k and np.allclose(w, w[0]):
+        return [tuple(r["tokens"]) for r in rows]
+    rewards = np.array([r["reward"] for r in rows])
+    groups = rng.permutation(len(rows))[: len(rows) // n * n].reshape(-1, n)
+    best = groups[np.arange(len(groups)), argmax_random_ties(rewards[groups], rng)]
+    return [tuple(rows[j]["tokens"]) for j in best]
 
-    Outputs carry weights (equal for sampled outputs; best-of-n's from the pool carry the probability that
-    best-of-n returns each): length and perplexity are weighted means per prompt; distinct-n is read on `k`
-    outputs per prompt, drawn with the weights where they are unequal, so every method is read on sets of
-    the same size.
+
+def own_metrics(
+    records: list[dict[str, Any]], k: int, n: int, seed: int, bootstrap: int = 2000
+) -> tuple[dict[str, dict], list[str]]:
+    """Length, distinct-n and perplexity under pi_ref of a run's outputs (its samples.jsonl records), and notes on
+    what could not be computed.
+
+    Records carry weights (equal for sampled outputs; best-of-n from the pool weighs every pooled output by the
+    probability that best-of-n returns it): length and perplexity are weighted means per prompt. Distinct-n is a
+    property of a set of independent outputs: it is the mean over disjoint sets of DISTINCT_SET independent
+    outputs per prompt (see `independent_outputs`), so that every method is read on sets of the same size.
     """
     by_prompt: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for r in records:
         by_prompt[r["prompt_id"]].append(r)
     rng = np.random.default_rng(seeding.derive_seed(seed, seeding.OFFTARGET))
     per_prompt: dict[str, list[float]] = defaultdict(list)
+    too_few: int | None = None  # independent outputs per prompt, where fewer than distinct-n reads
     for rows in by_prompt.values():
         w = np.array([r["weight"] for r in rows])
         lengths = np.array([len(r["tokens"]) for r in rows], float)
         per_prompt["length"].append(float(w @ lengths / w.sum()))
         ref = np.array([r["ref_logprob"] for r in rows])
         per_prompt["ppl_ref"].append(float(np.exp(-(w @ ref) / (w @ lengths))) if w @ lengths > 0 else np.nan)
-        if len(rows) == k and np.allclose(w, w[0]):
-            chosen = [tuple(r["tokens"]) for r in rows]
-        else:
-            chosen = [tuple(rows[j]["tokens"]) for j in rng.choice(len(rows), size=k, p=w / w.sum())]
-        for n in DISTINCT_N:
-            per_prompt[f"distinct_{n}"].append(distinct(chosen, n))
+        outputs = independent_outputs(rows, k, n, rng)
+        sets = [outputs[i : i + DISTINCT_SET] for i in range(0, len(outputs) - DISTINCT_SET + 1, DISTINCT_SET)]
+        if not sets:
+            too_few = len(outputs)
+        for m in DISTINCT_N:
+            per_prompt[f"distinct_{m}"].append(float(np.mean([distinct(s, m) for s in sets])) if sets else np.nan)
+    notes = []
+    if too_few is not None:
+        per_prompt = {name: v for name, v in per_prompt.items() if not name.startswith("distinct_")}
+        notes.append(
+            f"distinct_n not computed: best-of-{n} from a pool of {len(rows)} gives {too_few} independent outputs "
+            f"per prompt, fewer than the {DISTINCT_SET} that distinct-n reads"
+        )
     boot = np.random.default_rng(seeding.derive_seed(seed, seeding.OFFTARGET, seeding.BOOTSTRAP))
-    return {
+    metrics = {
         name: {"id": f"{name}@{METRIC_VERSIONS[name]}", **summarize(np.array(values), boot, bootstrap).to_dict()}
         for name, values in per_prompt.items()
     }
+    return metrics, notes
 
 
 def lm_eval_scores(
@@ -136,10 +163,9 @@ def offtarget(
     spec = stored_spec(run_dir)
     records = store.read_jsonl(run_dir / store.SAMPLES)
     evaluation = spec.task.evaluation
-    entry: dict[str, Any] = {
-        "settings": settings,
-        "metrics": own_metrics(records, evaluation.samples_per_prompt, spec.seed, evaluation.bootstrap),
-    }
+    n = results["cost"]["samples_per_output"]
+    metrics, notes = own_metrics(records, evaluation.samples_per_prompt, n, spec.seed, evaluation.bootstrap)
+    entry: dict[str, Any] = {"settings": settings, "metrics": metrics, "notes": notes}
     if tasks:
         task = build_task(spec.task)
         tokenizer = getattr(task.reference, "tokenizer", None)

@@ -11,9 +11,9 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from harness import leaderboard, store
+from harness import bon, leaderboard, store
 from harness.cli import app
-from harness.offtarget import distinct, own_metrics
+from harness.offtarget import distinct, independent_outputs, own_metrics
 from tests.test_aclsum import tiny_aclsum
 
 
@@ -25,27 +25,47 @@ def test_distinct_n_counts_distinct_ngrams_over_all_ngrams():
     assert distinct([(1,), (2,)], 2) == 1.0  # no bigrams at all
 
 
-def _record(prompt, tokens, weight, ref_logprob):
-    return {"prompt_id": prompt, "tokens": list(tokens), "weight": weight, "ref_logprob": ref_logprob}
+def _record(prompt, tokens, weight, ref_logprob, reward=0.0):
+    return {"prompt_id": prompt, "tokens": list(tokens), "weight": weight, "ref_logprob": ref_logprob, "reward": reward}
 
 
-def test_own_metrics_on_equal_weights_are_plain_means():
-    records = [_record("a", (1, 2), 0.5, -2.0), _record("a", (1, 2, 3, 4), 0.5, -6.0)]
-    records += [_record("b", (7,), 0.5, -1.0), _record("b", (7,), 0.5, -3.0)]
-    m = own_metrics(records, k=2, seed=0)
-    assert m["length"]["mean"] == pytest.approx((3.0 + 1.0) / 2)
-    assert m["ppl_ref"]["mean"] == pytest.approx((math.exp(8 / 6) + math.exp(4 / 2)) / 2)
-    assert m["distinct_1"]["mean"] == pytest.approx((4 / 6 + 1 / 2) / 2)
+def test_own_metrics_of_sampled_outputs_are_plain_means():
+    a = [(1, 2), (1, 2, 3, 4), (1, 2), (5,), (6,), (7,), (8,), (9, 9)]  # eight independent outputs of prompt a
+    records = [_record("a", t, 1 / 8, -float(len(t))) for t in a]
+    records += [_record("b", (7,), 1 / 8, -1.0 - j % 2) for j in range(8)]
+    m, notes = own_metrics(records, k=8, n=1, seed=0)
+    assert notes == []
+    assert m["length"]["mean"] == pytest.approx((14 / 8 + 1.0) / 2)
+    assert m["ppl_ref"]["mean"] == pytest.approx((math.exp(14 / 14) + math.exp(12 / 8)) / 2)
+    tokens_a = [t for c in a for t in c]
+    assert m["distinct_1"]["mean"] == pytest.approx((len(set(tokens_a)) / len(tokens_a) + 1 / 8) / 2)
+    assert m["distinct_2"]["mean"] == pytest.approx((distinct(a, 2) + 1.0) / 2)  # b has no bigrams
     assert m["length"]["id"] == "length@1" and m["length"]["n_prompts"] == 2
 
 
-def test_own_metrics_weigh_best_of_n_outputs_by_their_probability():
-    records = [_record("a", (1,), 0.1, -1.0), _record("a", (1, 2, 3), 0.9, -3.0)]
-    m = own_metrics(records, k=1000, seed=0)
-    assert m["length"]["mean"] == pytest.approx(0.1 * 1 + 0.9 * 3)
-    assert m["ppl_ref"]["mean"] == pytest.approx(math.exp((0.1 * 1 + 0.9 * 3) / (0.1 * 1 + 0.9 * 3)))
-    # 1000 draws with those weights: both outputs drawn, so distinct-1 = 3 distinct tokens over all drawn tokens
-    assert 3 / (1000 * 3) < m["distinct_1"]["mean"] < 3 / (1000 * 1)
+def test_pooled_best_of_n_is_read_through_independent_best_of_n_draws():
+    """The best of disjoint random n-subsets of the pool are independent best-of-n draws: each pooled output is
+    chosen with its best-of-n weight."""
+    m_pool, n = 6, 2
+    rows = [_record("a", (j,), w, -1.0, reward=float(j)) for j, w in enumerate(bon.pool_weights(m_pool, n))]
+    rng = np.random.default_rng(0)
+    counts = np.zeros(m_pool)
+    draws = 20000
+    for _ in range(draws):
+        for (j,) in independent_outputs(rows, k=32, n=n, rng=rng):
+            counts[j] += 1
+    np.testing.assert_allclose(counts / (draws * m_pool // n), bon.pool_weights(m_pool, n), atol=0.01)
+
+
+def test_distinct_n_is_left_out_where_the_pool_has_too_few_independent_outputs():
+    pool = [_record("a", (j, j + 1), w, -2.0, reward=float(j)) for j, w in enumerate(bon.pool_weights(16, 4))]
+    m, notes = own_metrics(pool, k=32, n=4, seed=0)
+    assert not any(name.startswith("distinct") for name in m)
+    assert "4 independent outputs" in notes[0] and "fewer than the 8" in notes[0]
+    assert m["length"]["mean"] == pytest.approx(2.0)
+    assert m["ppl_ref"]["mean"] == pytest.approx(math.exp(1.0))
+    m2, notes2 = own_metrics(pool, k=32, n=2, seed=0)  # 8 independent outputs: one set
+    assert notes2 == [] and 0 < m2["distinct_1"]["mean"] <= 1
 
 
 def rolling_word_perplexity(model_dir, documents):
