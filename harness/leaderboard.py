@@ -127,7 +127,10 @@ def frame(runs: list[dict[str, Any]]) -> pd.DataFrame:
     df = pd.DataFrame(rows)
     df["setting"] = _labels(settings)
     df["pareto"] = pareto(df["kl"].to_numpy(), df["win_rate"].to_numpy())
-    return df.sort_values(["method", "kl", "setting"], ignore_index=True)
+    extra = [f"{c}{e}" for c in beside_columns(df) for e in ("", "_lo", "_hi")]
+    base = [c for c in df.columns if c not in extra]
+    at = base.index("kl")
+    return df[base[:at] + extra + base[at:]].sort_values(["method", "kl", "setting"], ignore_index=True)
 
 
 def pareto(kl: np.ndarray, win: np.ndarray) -> np.ndarray:
@@ -184,7 +187,9 @@ def _with_ci(df: pd.DataFrame, col: str) -> pd.Series:
 def beside_columns(df: pd.DataFrame) -> list[str]:
     """The columns of metrics reported beside the rewards that some row of the table has."""
     known = set(COLUMNS) | {f"{c}_{e}" for c in COLUMNS for e in ("lo", "hi")}
-    return [c for c in df.columns if c not in known and f"{c}_lo" in df.columns]
+    found = [c for c in df.columns if c not in known and f"{c}_lo" in df.columns]
+    order = {name: i for i, name in enumerate(BESIDE + OFFTARGET)}
+    return sorted(found, key=lambda c: (order.get(c, len(order)), c))  # the task's, the harness's, lm-eval's
 
 
 def display(df: pd.DataFrame) -> pd.DataFrame:

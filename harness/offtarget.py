@@ -12,7 +12,6 @@ not touched):
 
 from __future__ import annotations
 
-import logging
 from collections import defaultdict
 from importlib.metadata import version
 from pathlib import Path
@@ -23,8 +22,6 @@ import numpy as np
 from harness import seeding, store
 from harness.bon import argmax_random_ties
 from harness.stats import summarize
-
-log = logging.getLogger(__name__)
 
 DISTINCT_N = (1, 2, 3)
 DISTINCT_SET = 8  # independent outputs per set that distinct-n reads
