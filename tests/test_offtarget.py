@@ -90,7 +90,8 @@ def test_offtarget_on_a_bon_run_and_a_trained_run(tiny_lm, tmp_path):
 
     name = tiny_aclsum(tiny_lm, tmp_path, "aclsum-offtarget").name
     out = tmp_path / "runs"
-    runs = {m: execute(resolve(name, m), out).path for m in ("bon", "dpo")}
+    # 8 outputs per prompt: one set for distinct-n (bon's n = 8 exceeds the pool of 4, so it samples afresh)
+    runs = {m: execute(resolve(name, m, evaluation={"samples_per_prompt": 8}), out).path for m in ("bon", "dpo")}
     reference_ppl = rolling_word_perplexity(tiny_lm, held_out_documents()[:3])
     found = {}
     for method, path in runs.items():
@@ -101,6 +102,7 @@ def test_offtarget_on_a_bon_run_and_a_trained_run(tiny_lm, tmp_path):
         assert {k: v for k, v in after.items() if k != "offtarget"} == before  # the rest is untouched
         entry = after["offtarget"]
         assert set(entry["metrics"]) == {"length", "distinct_1", "distinct_2", "distinct_3", "ppl_ref"}
+        assert entry["notes"] == []
         records = store.read_jsonl(path / store.SAMPLES)
         w = np.array([r["weight"] for r in records])
         lengths = np.array([len(r["tokens"]) for r in records])
