@@ -387,7 +387,7 @@ def show(
     run_ref: Annotated[str, typer.Argument(metavar="RUN", help="A run directory or a config hash (prefix).")],
     out: OutOption = Path("runs"),
 ) -> None:
-    """Show a stored run's config, metrics and cost."""
+    """Show a stored run's config, metrics (off-target ones included, where evaluated) and cost."""
     try:
         path = store.find_run(out, run_ref)
     except store.StoreError as e:
@@ -397,4 +397,6 @@ def show(
     console.print(f"run: {path}", highlight=False)
     console.print_json(data={"method": config["method"], "seed": config["seed"], "task": results["task"]})
     print_results(results)
+    if "offtarget" in results:
+        console.print(offtarget_table(path, results["offtarget"]))
     console.print_json(data={"cost": results["cost"], "provenance": results["provenance"]})
