@@ -153,3 +153,32 @@ def test_offtarget_over_every_run_of_a_task_with_the_harness_metrics_only(tiny_l
     assert all("lm_eval" not in e and e["settings"] == {"lm_eval_tasks": [], "limit": None} for e in entries)
     # best-of-4 weighs the pooled outputs differently from best-of-1, so their perplexities under pi_ref differ
     assert entries[0]["metrics"]["ppl_ref"]["mean"] != pytest.approx(entries[1]["metrics"]["ppl_ref"]["mean"])
+
+
+def test_offtarget_on_a_lora_run_reads_the_merged_weights(tiny_lm, tmp_path):
+    from transformers import AutoTokenizer
+
+    from harness.method import TrainingCost
+    from harness.run import execute, resolve
+    from harness.task import build_task
+    from harness.train import load_trained
+    from tasks.imdb import held_out_documents
+
+    name = tiny_aclsum(tiny_lm, tmp_path, "aclsum-offtarget-lora").name
+    out = tmp_path / "runs"
+    path = execute(resolve(name, "dpo", {"lora_rank": 2, "lr": 0.05}), out).path
+    assert (path / "policy" / "adapter_config.json").is_file()
+    result = CliRunner().invoke(app, ["offtarget", str(path), "--limit", "2", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    reported = store.read_json(path / store.RESULTS)["offtarget"]["lm_eval"]
+    assert reported["weights"] == "trained"
+
+    task = build_task(tiny_aclsum(tiny_lm, tmp_path, "aclsum-offtarget-lora"))
+    merged = load_trained(task, path / "policy", TrainingCost()).policy.model.merge_and_unload()
+    merged.save_pretrained(tmp_path / "merged")
+    AutoTokenizer.from_pretrained(tiny_lm).save_pretrained(tmp_path / "merged")
+    documents = held_out_documents()[:2]
+    expected = rolling_word_perplexity(tmp_path / "merged", documents)
+    got = reported["results"]["harness_imdb_heldout"]["word_perplexity"]
+    assert got == pytest.approx(expected, rel=1e-4)
+    assert got != pytest.approx(rolling_word_perplexity(tiny_lm, documents), rel=1e-4)  # the adapter counts
