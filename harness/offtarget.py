@@ -13,6 +13,7 @@ not touched):
 from __future__ import annotations
 
 from collections import defaultdict
+from functools import cache
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -94,6 +95,24 @@ def own_metrics(
     return metrics, notes
 
 
+@cache
+def _task_manager() -> Any:
+    """lm-eval's task index with the harness's own tasks added (built once: it reads every task file)."""
+    from lm_eval.tasks import TaskManager
+
+    return TaskManager(include_path=str(LM_EVAL_TASKS_DIR))
+
+
+def check_lm_eval_tasks(tasks: list[str] | tuple[str, ...]) -> None:
+    """Fail before any work where a task name is unknown to lm-eval and to the harness."""
+    unknown = [t for t in tasks if t not in _task_manager().all_tasks]
+    if unknown:
+        raise ValueError(
+            f"unknown lm-eval task {', '.join(map(repr, unknown))} (the harness ships: "
+            f"{', '.join(DEFAULT_LM_EVAL_TASKS)}; `lm-eval ls tasks` lists lm-eval's own)"
+        )
+
+
 def lm_eval_scores(
     model: Any, tokenizer: Any, tasks: list[str], limit: int | None, batch_size: int
 ) -> dict[str, dict[str, float]]:
@@ -101,18 +120,11 @@ def lm_eval_scores(
     {task: {metric: value}} with each metric's standard error where lm-eval gives one."""
     from lm_eval import simple_evaluate
     from lm_eval.models.huggingface import HFLM
-    from lm_eval.tasks import TaskManager
 
-    manager = TaskManager(include_path=str(LM_EVAL_TASKS_DIR))
-    unknown = [t for t in tasks if t not in manager.all_tasks]
-    if unknown:
-        raise ValueError(
-            f"unknown lm-eval task {', '.join(map(repr, unknown))} (the harness ships: "
-            f"{', '.join(DEFAULT_LM_EVAL_TASKS)}; `lm-eval ls tasks` lists lm-eval's own)"
-        )
+    check_lm_eval_tasks(tasks)
     lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, device=str(model.device))
     out = simple_evaluate(
-        model=lm, tasks=tasks, limit=limit, task_manager=manager, log_samples=False, bootstrap_iters=1000
+        model=lm, tasks=tasks, limit=limit, task_manager=_task_manager(), log_samples=False, bootstrap_iters=1000
     )
     assert out is not None  # only None on non-main processes of a distributed lm-eval run
     scores: dict[str, dict[str, float]] = {}
@@ -153,6 +165,7 @@ def offtarget(
     from harness.run import stored_spec
     from harness.task import build_task
 
+    check_lm_eval_tasks(tasks)
     results = store.read_json(run_dir / store.RESULTS)
     settings = {"lm_eval_tasks": list(tasks), "limit": limit}
     if not force and results.get("offtarget", {}).get("settings") == settings:
