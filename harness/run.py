@@ -37,15 +37,34 @@ class RunSpec:
     seed: int
 
     def resolved(self) -> dict[str, Any]:
-        """The fully resolved config whose hash names the run."""
+        """The fully resolved config (config.json): the run's identity, whose hash names the run, and apart from
+        it the method's operational settings."""
+        operational = self.config.operational()
         return {
+            "hash_scheme": HASH_SCHEME,
             "task": self.task.model_dump(exclude={"methods"}),
-            "method": {"name": self.method_name, **self.config.model_dump()},
+            "method": {"name": self.method_name, **self.config.model_dump(exclude=operational)},
+            "operational": self.config.model_dump(include=operational),
             "seed": self.seed,
         }
 
     def hash(self) -> str:
-        return store.config_hash(self.resolved())
+        return store.config_hash(identity(self.resolved()))
+
+
+# 1: the whole config.json was hashed. 2: the method's operational settings (logging, checkpointing) are stored
+# apart from the identity and left out of the hash, which includes "hash_scheme".
+HASH_SCHEME = 2
+LEGACY_OPERATIONAL = ("log_every", "checkpoint_every")  # the operational method settings of hash scheme 1
+
+
+def identity(config: dict[str, Any]) -> dict[str, Any]:
+    """What makes a stored config.json's results what they are: everything but its operational settings. Reads
+    every hash scheme (a scheme-1 config kept its operational settings among the method's)."""
+    if config.get("hash_scheme", 1) == 1:
+        method = {k: v for k, v in config["method"].items() if k not in LEGACY_OPERATIONAL}
+        return {k: v for k, v in config.items() if k != "method"} | {"method": method}
+    return {k: v for k, v in config.items() if k != "operational"}
 
 
 def resolve(
@@ -135,7 +154,7 @@ def execute(spec: RunSpec, out: Path, force: bool = False) -> RunResult:
 def stored_spec(run_dir: Path) -> RunSpec:
     """The spec of a stored run, from its own config.json (not from the task's current YAML)."""
     config = store.read_json(run_dir / store.CONFIG)
-    method = dict(config["method"])
+    method = dict(config["method"]) | config.get("operational", {})
     name = method.pop("name")
     cls = METHODS.get(name)
     return RunSpec(

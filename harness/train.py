@@ -24,7 +24,7 @@ from transformers.utils import logging as hf_logging
 from harness import seeding
 from harness.bon import argmax_random_ties
 from harness.distributed import process_state
-from harness.method import AlignedPolicy, MethodConfig, RunContext, TrainingCost
+from harness.method import OPERATIONAL, AlignedPolicy, MethodConfig, RunContext, TrainingCost
 from harness.policy import Completions, Policy, Prompt, sequence_logprobs
 from harness.pool import Pool
 from harness.progress import progress
@@ -45,8 +45,12 @@ class TrainConfig(MethodConfig):
     lr: float = Field(3e-3, gt=0, description="AdamW learning rate (constant).")
     prompts_per_step: int = Field(8, ge=1, description="Training prompts per step (cycled in a seeded order).")
     max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping by global norm.")
-    log_every: int = Field(25, ge=1, description="Steps between log lines of loss, reward and KL.")
-    checkpoint_every: int = Field(25, ge=1, description="Steps between checkpoints (an interrupted run resumes).")
+    log_every: int = Field(
+        25, ge=1, description="Steps between log lines of loss, reward and KL.", json_schema_extra=OPERATIONAL
+    )
+    checkpoint_every: int = Field(
+        25, ge=1, description="Steps between checkpoints (an interrupted run resumes).", json_schema_extra=OPERATIONAL
+    )
     lora_rank: int = Field(0, ge=0, description="LoRA rank on every linear layer (peft); 0 trains all weights.")
 
 
