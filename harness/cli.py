@@ -264,18 +264,23 @@ def sweep(
 
 board_app = typer.Typer(help="Leaderboards of a task from the results store.", no_args_is_help=True)
 app.add_typer(board_app, name="leaderboard")
+WithPublished = Annotated[
+    bool, typer.Option(help="Rank the store's runs among the rows already published in <dest>/<task>/results.jsonl.")
+]
 
 
 @board_app.command("build")
 def leaderboard_build(
     task: Annotated[str, typer.Option(help="Task whose runs to rank.")],
     out: OutOption = Path("runs"),
+    with_published: WithPublished = False,
+    dest: Annotated[Path, typer.Option(help="Directory of published leaderboards.")] = Path("leaderboards"),
 ) -> None:
     """Print the leaderboard of a task: one row per (method, setting) aggregated over seeds."""
     from harness import leaderboard
 
     try:
-        df = leaderboard.build(out, task)
+        df = leaderboard.build(out, task, dest if with_published else None)
     except store.StoreError as e:
         raise fail(str(e)) from None
     shown = leaderboard.display(df)
@@ -285,6 +290,8 @@ def leaderboard_build(
     for row in shown.itertuples(index=False):
         table.add_row(*(str(x) for x in row))
     console.print(table)
+    for note in leaderboard.footnotes(df):
+        console.print(note, highlight=False)
     matched = leaderboard.matched_kl(df)
     if len(matched):
         console.print("best win rate at matched KL:")
@@ -300,13 +307,14 @@ def leaderboard_publish(
     task: Annotated[str, typer.Option(help="Task whose leaderboard to publish.")],
     out: OutOption = Path("runs"),
     dest: Annotated[Path, typer.Option(help="Directory of published leaderboards.")] = Path("leaderboards"),
+    with_published: WithPublished = False,
 ) -> None:
-    """Write <dest>/<task>/: leaderboard.md, leaderboard.csv, index.html, reward_kl.png, winrate_kl.png and the
-    raw results behind them (results.jsonl)."""
+    """Write <dest>/<task>/: leaderboard.md, leaderboard.csv, index.html, the plots against KL and the raw results
+    behind them (results.jsonl); and <dest>/index.html, the page of every board."""
     from harness import leaderboard
 
     try:
-        path = leaderboard.publish(out, task, dest)
+        path = leaderboard.publish(out, task, dest, with_published)
     except store.StoreError as e:
         raise fail(str(e)) from None
     console.print(f"published: {path}  ({', '.join(leaderboard.FILES)})", highlight=False)

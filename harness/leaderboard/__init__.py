@@ -24,7 +24,7 @@ from harness.leaderboard.table import (
     matched_kl,
     pareto,
 )
-from harness.leaderboard.text import display, markdown
+from harness.leaderboard.text import display, footnotes, markdown
 
 PLOTS = {"reward": "reward_kl.png", "win_rate": "winrate_kl.png", "gold_reward": "gold_kl.png"}
 FILES = ("leaderboard.md", "leaderboard.csv", "index.html", "reward_kl.png", "winrate_kl.png", "results.jsonl")
@@ -64,6 +64,7 @@ __all__ = [
     "REFERENCE",
     "build",
     "display",
+    "footnotes",
     "frame",
     "gather",
     "index",

@@ -36,7 +36,7 @@ td.text,th.text{text-align:left} td.setting{min-width:6em;overflow-wrap:anywhere
 td.num{white-space:nowrap}
 .ci{display:block;color:#666;font-size:11px} .src{color:#666;font-size:10.5px;margin-left:.3em}
 tr.pareto td{background:#fff4d6} tr.pareto td:first-child{box-shadow:inset 4px 0 #E69F00}
-tr.published td.text:first-child::after{content:" (published)";color:#666;font-size:11px}
+tr.published td{color:#444}
 code{font-size:12px;background:#f4f4f6;padding:0 .2em}
 .scroll{overflow-x:auto;max-width:100%}
 details{margin:1em 0} summary{cursor:pointer;font-weight:600}

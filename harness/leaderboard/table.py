@@ -26,9 +26,9 @@ SOURCES: dict[str, tuple[tuple[str, str], ...]] = {
 }
 ALSO_STORED = {"kl": (("kl_k3", "k3"),)}  # in the csv only: never a row's headline value
 SOURCE_NAMES = {
-    "exact": "exact, by enumerating every completion",
+    "exact": "computed by enumerating every completion",
     "MC": "Monte Carlo estimate from the policy's samples (k1 for KL)",
-    "Beirami": "Beirami et al. (2024) estimate of the KL of best-of-n",
+    "Beirami": "the Beirami et al. (2024) estimate of the KL of best-of-n",
     "bound": "log n - (n-1)/n, an upper bound on the KL of best-of-n",
 }
 # Why a column can be empty, for the footnotes of `-` cells.
@@ -38,7 +38,10 @@ MISSING = {
     "win_rate": "the run stored no win rate",
     "kl": "no KL estimator applies: the policy has no log-probabilities and is not best-of-n",
 }
-MISSING_BESIDE = "not evaluated for this row (off-target metrics come from `harness offtarget`)"
+MISSING_BESIDE = (
+    "not measured for this row (off-target metrics come from `harness offtarget`, which notes in the run's "
+    "results.json why it skips a metric)"
+)
 # Reported beside the rewards where runs have them: a task's own metrics, then the off-target metrics that
 # `harness offtarget` adds (lm-eval's scores follow as "<lm-eval task>:<metric>").
 BESIDE = ("rouge_l",)
@@ -210,10 +213,13 @@ def frame(runs: list[dict[str, Any]]) -> pd.DataFrame:
         rows.append(row)
     df = pd.DataFrame(rows)
     df["pareto"] = pareto(df["kl"].to_numpy(), df["win_rate"].to_numpy())
+    metrics = [f"{c}{e}" for c in SOURCES for e in ("", "_lo", "_hi", "_source")]
+    stored = [
+        f"{c}_{label_.lower()}" for c, sources in SOURCES.items() for _, label_ in (*sources, *ALSO_STORED.get(c, ()))
+    ]
     extra = [f"{c}{e}" for c in beside_columns(df) for e in ("", "_lo", "_hi")]
-    base = [c for c in df.columns if c not in extra]
-    at = base.index("samples_per_output")
-    df = df[base[:at] + extra + base[at:]]
+    rest = [c for c in df.columns if c not in {"method", "setting", *metrics, *stored, *extra}]
+    df = df[["method", "setting", *metrics, *[c for c in stored if c in df.columns], *extra, *rest]]
     return df.sort_values(["method", "origin", "kl", "setting"], ignore_index=True, na_position="last")
 
 
