@@ -317,7 +317,7 @@ def leaderboard_publish(
         path = leaderboard.publish(out, task, dest, with_published)
     except store.StoreError as e:
         raise fail(str(e)) from None
-    console.print(f"published: {path}  ({', '.join(leaderboard.FILES)})", highlight=False)
+    console.print(f"published: {path}  ({', '.join(sorted(p.name for p in path.iterdir()))})", highlight=False)
 
 
 pool_app = typer.Typer(help="The shared reference pool of a task.", no_args_is_help=True)

@@ -255,7 +255,7 @@ def test_with_published_ranks_local_runs_among_the_published_rows(with_plugin, t
     assert (df["pareto"].to_numpy() == together).all()  # one front over local and published rows
     monkeypatch.setattr(cli.console, "width", 250)  # the whole table on one line per row
     result = CliRunner().invoke(
-        app,
+        cli.app,
         ["leaderboard", "build", "--task", "toy", "--out", str(with_plugin), "--dest", str(dest), "--with-published"],
     )
     assert result.exit_code == 0, result.output

@@ -32,7 +32,8 @@ th,td{padding:4px 6px;border-bottom:1px solid #ddd;text-align:right;vertical-ali
 th{position:sticky;top:0;background:#f4f4f6;cursor:pointer;user-select:none;white-space:nowrap}
 th[aria-sort=ascending]::after{content:" \\25B2";font-size:9px}
 th[aria-sort=descending]::after{content:" \\25BC";font-size:9px}
-td.text,th.text{text-align:left} td.setting{min-width:6em;overflow-wrap:anywhere}
+td.text,th.text{text-align:left} td.setting{min-width:9em;overflow-wrap:break-word}
+#beside td.setting{white-space:nowrap} #beside th{white-space:normal;overflow-wrap:anywhere;min-width:7em}
 td.num{white-space:nowrap}
 .ci{display:block;color:#666;font-size:11px} .src{color:#666;font-size:10.5px;margin-left:.3em}
 tr.pareto td{background:#fff4d6} tr.pareto td:first-child{box-shadow:inset 4px 0 #E69F00}

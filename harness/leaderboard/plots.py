@@ -93,7 +93,7 @@ def plot(df: pd.DataFrame, task: str, y: str, path: Path, runs: list[dict[str, A
         published = origin == PUBLISHED
         swept, lines = _swept(rows)
         name = f"{method} (published)" if published else method
-        label = f"{name}, by {swept}" if swept else name
+        label = f"{name}, by {swept}" if any(len(d) > 1 for d in lines) else name
         for i, d in enumerate(lines):
             ax.errorbar(
                 d["kl"],
