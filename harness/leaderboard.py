@@ -30,11 +30,11 @@ FILES = ("leaderboard.md", "leaderboard.csv", "index.html", "reward_kl.png", "wi
 
 def load_runs(out: Path, task: str) -> list[dict[str, Any]]:
     """config.json and results.json of every complete run of `task` in the store."""
-    runs = []
-    for path in store.list_runs(out):
-        results = store.read_json(path / store.RESULTS)
-        if results["task"]["name"] == task:
-            runs.append({"path": path, "config": store.read_json(path / store.CONFIG), "results": results})
+    runs = [
+        {"path": path, "config": config, "results": results}
+        for path, config, results in store.load_runs(out)
+        if results["task"]["name"] == task
+    ]
     if not runs:
         raise store.StoreError(f"no finished runs of task {task!r} under {out} (run `harness sweep` first)")
     return runs
@@ -311,8 +311,7 @@ def publish(out: Path, task: str, dest: Path) -> Path:
     """Write the leaderboard directory `dest/<task>/` (replaced as a whole, atomically)."""
     runs = load_runs(out, task)
     df = frame(runs)
-    final = dest / task
-    with store.staged(final) as stage:
+    with store.published(dest, task, out, FILES) as stage:
         df.to_csv(stage / "leaderboard.csv", index=False, float_format="%.6g")
         (stage / "leaderboard.md").write_text(markdown(df, task))
         plot(df, task, "reward", stage / "reward_kl.png", runs)
@@ -323,4 +322,4 @@ def publish(out: Path, task: str, dest: Path) -> Path:
             key=lambda r: (r["results"]["method"], r["results"]["config_hash"]),
         )
         store.write_jsonl(stage / "results.jsonl", raw)
-    return final
+    return dest / task

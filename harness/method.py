@@ -10,20 +10,20 @@ from pathlib import Path
 from typing import ClassVar, Generic, TypeVar
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
 
 from harness.policy import Completions, Prompt
 from harness.pool import Pool, PoolCache
 from harness.registry import Registry, package_modules
-from harness.task import Task
+from harness.task import StrictModel, Task
 
 log = logging.getLogger(__name__)
 
 
-class MethodConfig(BaseModel):
-    """Base of every method's hyperparameters: each field has a default, a range and a one-line help."""
+MAX_N = 4096  # samples per output of a best-of-n-type method
 
-    model_config = ConfigDict(extra="forbid")
+
+class MethodConfig(StrictModel):
+    """Base of every method's hyperparameters: each field has a default, a range and a one-line help."""
 
 
 @dataclass(frozen=True)
