@@ -118,6 +118,7 @@ def execute(spec: RunSpec, out: Path, force: bool = False) -> RunResult:
     with store.run_lock(out, final):
         if store.is_complete(final) and not force:
             log.info("already finished: %s (use --force to recompute)", final)
+            shutil.rmtree(checkpoints, ignore_errors=True)  # left by a writer killed after it stored the run
             return RunResult(final, store.read_run(final)[1], reused=True)
         if force:
             shutil.rmtree(checkpoints, ignore_errors=True)  # --force starts training afresh

@@ -111,10 +111,15 @@ def pool_dir(out: Path, task: str, key: str) -> Path:
 
 
 def store_of(run: Path) -> Path:
-    """The store a run directory lives in (<store>/<task>/<method>/<hash>)."""
+    """The store a run directory lives in (<store>/<task>/<method>/<hash>, as its own config names them)."""
     run = run.resolve()
+    where = f"{run} is not a run in a results store (<store>/<task>/<method>/<config hash>/)"
     if len(run.parents) < 4 or not _HASH.fullmatch(run.name) or not is_complete(run):
-        raise StoreError(f"{run} is not a run in a results store (<store>/<task>/<method>/<config hash>/)")
+        raise StoreError(where)
+    config, _ = read_run(run)
+    named = (config.get("task", {}).get("name"), config.get("method", {}).get("name"))
+    if named != (run.parent.parent.name, run.parent.name):
+        raise StoreError(where)
     return run.parents[2]
 
 
@@ -298,6 +303,10 @@ def clean_stale(out: Path) -> list[Path]:
     inside them); a replaced run that a killed `--force` had already moved aside is put back. Returns what was
     removed."""
     removed = []
+    for check in out.glob(".write-check-*"):
+        with contextlib.suppress(FileNotFoundError):
+            if time.time() - check.stat().st_mtime > STALE_AFTER:
+                check.unlink()
     for path in sorted(out.glob("**/.*.partial-*")) + sorted(out.glob("**/.*.old-*")):
         if not path.is_dir() or not _unowned(path):
             continue
