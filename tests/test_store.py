@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -131,8 +132,6 @@ def test_store_paths_stay_inside_the_store(tmp_path):
 
 
 def test_evaluating_a_run_directory_outside_a_store_is_one_line(tmp_path):
-    import shutil
-
     run = toy_run(tmp_path / "runs")
     for copy in (tmp_path / "elsewhere" / run.name, tmp_path / "a" / "b" / "c" / run.name):
         shutil.copytree(run, copy)
@@ -463,6 +462,10 @@ def _records(out: Path) -> dict[str, tuple[dict, bytes]]:
 
 @pytest.mark.parametrize("job", ["training run", "sweep"])
 def test_chaos_kill_9_at_random_moments_then_resume(tmp_path, job):
+    """Each round starts the job in a fresh store, kills it with SIGKILL at a random moment of its run (from
+    start-up to the end of an uninterrupted run), starts it again, kills that one at another random moment,
+    then lets it finish: the store must hold exactly the runs of an uninterrupted job, identical apart from
+    their timing, and nothing else."""
     import random
 
     (tmp_path / "sweep.yaml").write_text(CHAOS_SWEEP)
@@ -475,14 +478,15 @@ def test_chaos_kill_9_at_random_moments_then_resume(tmp_path, job):
     rng = random.Random(0)
     for r in range(CHAOS_ROUNDS):
         out = tmp_path / f"chaos-{r}"
-        for _ in range(3):
+        for _ in range(2):
             proc = subprocess.Popen([*cmd, "--out", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             try:
-                proc.wait(timeout=rng.uniform(0.2, 1.0) * duration)
+                proc.wait(timeout=rng.uniform(0.1, 1.0) * duration)
             except subprocess.TimeoutExpired:
                 proc.send_signal(signal.SIGKILL)
                 proc.wait()
         subprocess.run([*cmd, "--out", str(out)], check=True, capture_output=True)
-        assert _records(out) == {k: v for k, v in expected.items()}, f"round {r}"
+        assert _records(out) == expected, f"round {r}"
         assert not leftovers(out), f"round {r}"
         assert not list(out.glob(".checkpoints/*/*/*/*")), f"round {r}"
+        shutil.rmtree(out)
