@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from harness.registry import BadNameError, UnknownNameError
 from harness.run import ConfigError, RunSpec, execute, resolve
 from harness.seeding import MAX_SEED
+from harness.store import StoreError
 
 log = logging.getLogger(__name__)
 
@@ -178,7 +179,7 @@ def run_cell(cell: Cell, out: Path, force: bool = False) -> Outcome:
     """One cell: an ordinary run (skipped when it already finished, resumed when it was interrupted)."""
     try:
         result = execute(cell.spec(), out, force=force)
-    except (FloatingPointError, ValueError, RuntimeError, OSError) as e:
+    except (FloatingPointError, ValueError, RuntimeError, OSError, StoreError) as e:
         log.error("cell %s/%s %s seed %d failed: %s", cell.task, cell.method, cell.params, cell.seed, e)
         return Outcome(cell, error=f"{type(e).__name__}: {e}")
     return Outcome(cell, str(result.path), result.reused)
