@@ -7,6 +7,9 @@ raw results behind the rows) and `<dest>/index.html`, the page of every board.""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import tempfile
 from pathlib import Path
 
 from harness import store
@@ -28,6 +31,7 @@ from harness.leaderboard.text import display, footnotes, markdown
 
 PLOTS = {"reward": "reward_kl.png", "win_rate": "winrate_kl.png", "gold_reward": "gold_kl.png"}
 FILES = ("leaderboard.md", "leaderboard.csv", "index.html", "reward_kl.png", "winrate_kl.png", "results.jsonl")
+WHERE_GOLD = ("gold_kl.png",)  # written too where the task has a gold reward
 
 
 def publish(out: Path, task: str, dest: Path, with_published: bool = False) -> Path:
@@ -36,8 +40,7 @@ def publish(out: Path, task: str, dest: Path, with_published: bool = False) -> P
     runs = gather(out, task, dest if with_published else None)
     df = frame(runs)
     matched = matched_kl(df)
-    final = dest / task
-    with store.staged(final) as stage:
+    with store.published(dest, task, out, FILES + WHERE_GOLD) as stage:
         df.to_csv(stage / "leaderboard.csv", index=False, float_format="%.6g")
         (stage / "leaderboard.md").write_text(markdown(df, matched, task))
         plots = [stage / PLOTS[y] for y in ("win_rate", "reward", "gold_reward") if df[y].notna().any()]
@@ -50,10 +53,23 @@ def publish(out: Path, task: str, dest: Path, with_published: bool = False) -> P
             key=lambda r: (r["results"]["method"], r["results"]["config_hash"], r["results"]["seed"]),
         )
         store.write_jsonl(stage / "results.jsonl", raw)
-    tmp = dest / ".index.html.tmp"
-    tmp.write_text(index(dest))
-    tmp.replace(dest / "index.html")
-    return final
+    with store.locked(dest, str(dest / "index.html")):  # the publications of other tasks wait, then list this one
+        _write(dest / "index.html", index(dest))
+    return dest / task
+
+
+def _write(path: Path, text: str) -> None:
+    """Write a file atomically (a temporary file renamed into place), with the store's permissions."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.tmp-")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.chmod(tmp, 0o666 & ~store.UMASK)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 __all__ = [
@@ -62,6 +78,7 @@ __all__ = [
     "PLOTS",
     "PUBLISHED",
     "REFERENCE",
+    "WHERE_GOLD",
     "build",
     "display",
     "footnotes",

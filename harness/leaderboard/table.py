@@ -53,12 +53,11 @@ PUBLISHED, LOCAL = "published", "local"
 
 def load_runs(out: Path, task: str) -> list[dict[str, Any]]:
     """config.json and results.json of every complete run of `task` in the store."""
-    runs = []
-    for path in store.list_runs(out):
-        results = store.read_json(path / store.RESULTS)
-        if results["task"]["name"] == task:
-            config = store.read_json(path / store.CONFIG)
-            runs.append({"config": config, "results": results, "origin": LOCAL})
+    runs = [
+        {"path": path, "config": config, "results": results, "origin": LOCAL}
+        for path, config, results in store.load_runs(out)
+        if results["task"]["name"] == task
+    ]
     if not runs:
         raise store.StoreError(f"no finished runs of task {task!r} under {out} (run `harness sweep` first)")
     return runs
