@@ -23,7 +23,7 @@ from harness.policy import Completions, Policy, Prompt, Reward
 from harness.run import execute, identity, resolve, stored_spec
 from harness.sweep import load, run_local
 
-SWEEP = "tasks: [toy]\nseeds: [0, 1, 2]\nmethods:\n  bon: {n: [1, 4]}\n  ppo: {beta: [1.0, 4.0], steps: 10}\n"
+SWEEP = "tasks: [toy]\nseeds: [0, 1, 2]\nmethods:\n  bon: {n: [1, 4]}\n  ppo: {beta: [1.0, 4.0], steps: 5}\n"
 REPO = Path(__file__).resolve().parents[1]
 PUBLISHED_TOY = REPO / "leaderboards" / "toy" / "results.jsonl"
 
