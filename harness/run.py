@@ -60,6 +60,14 @@ class RunSpec:
     def hash(self) -> str:
         return store.config_hash(identity(self.resolved()))
 
+    def legacy_hash(self) -> str:
+        """The hash that scheme 1 gave this config (the whole config, operational settings included), under which
+        a store written before scheme 2 holds its run."""
+        method = {"name": self.method_name, **self.config.model_dump()}
+        return store.config_hash(
+            {"task": self.task.model_dump(exclude={"methods"}), "method": method, "seed": self.seed}
+        )
+
 
 # 1: the whole config.json was hashed. 2: the method's operational settings (logging, checkpointing) are stored
 # apart from the identity and left out of the hash, which includes "hash_scheme".
@@ -134,6 +142,10 @@ def execute(spec: RunSpec, out: Path, force: bool = False) -> RunResult:
             spec.method(spec.config).align(ctx)
         return RunResult(final, {}, reused=False, worker=True)
 
+    legacy = store.run_path(out, spec.task.name, spec.method_name, spec.legacy_hash())
+    if store.is_complete(legacy) and not force and not store.is_complete(final):
+        log.info("already finished under its hash scheme 1 name: %s (use --force to recompute)", legacy)
+        return RunResult(legacy, store.read_run(legacy)[1], reused=True)
     with store.run_lock(out, final):
         if store.is_complete(final) and not force:
             log.info("already finished: %s (use --force to recompute)", final)

@@ -490,3 +490,18 @@ def test_chaos_kill_9_at_random_moments_then_resume(tmp_path, job):
         assert not leftovers(out), f"round {r}"
         assert not list(out.glob(".checkpoints/*/*/*/*")), f"round {r}"
         shutil.rmtree(out)
+
+
+def test_a_run_stored_under_hash_scheme_1_is_found_and_not_recomputed(tmp_path):
+    """A store written before hash scheme 2 named runs by the hash of their whole config."""
+    from harness.run import execute, resolve
+
+    out = tmp_path / "runs"
+    spec = resolve("toy", "bon", {"n": 2})
+    first = execute(spec, out)
+    legacy = first.path.parent / spec.legacy_hash()
+    assert legacy != first.path
+    os.replace(first.path, legacy)
+    again = execute(spec, out)
+    assert again.reused and again.path == legacy
+    assert runs_in(out) == [legacy]
