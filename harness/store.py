@@ -259,7 +259,7 @@ def staged(final: Path) -> Iterator[Path]:
             try:
                 os.replace(final, old / "run")
                 os.replace(stage, final)
-                shutil.rmtree(old)
+                _remove(old)
             finally:
                 os.close(old_fd)
         else:
@@ -268,14 +268,28 @@ def staged(final: Path) -> Iterator[Path]:
             except OSError:
                 if not final.exists():
                     raise
-                shutil.rmtree(stage)  # a concurrent writer of the same config finished first: keep its copy
+                _remove(stage)  # a concurrent writer of the same config finished first: keep its copy
         with contextlib.suppress(FileNotFoundError):
             (final / _LOCK).unlink()
     except BaseException:
-        shutil.rmtree(stage, ignore_errors=True)
+        _remove(stage)
         raise
     finally:
         os.close(fd)
+
+
+def _remove(path: Path) -> None:
+    """Remove a staging directory, its lock file last, so that a removal cut short by a kill leaves a directory
+    that is still recognised as unowned (a directory without a lock file is taken for one being created)."""
+    for child in path.iterdir() if path.is_dir() else []:
+        if child.name != _LOCK:
+            if child.is_dir() and not child.is_symlink():
+                shutil.rmtree(child, ignore_errors=True)
+            else:
+                child.unlink(missing_ok=True)
+    (path / _LOCK).unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        path.rmdir()
 
 
 def _unowned(path: Path) -> bool:
@@ -314,7 +328,7 @@ def clean_stale(out: Path) -> list[Path]:
             final = path.parent / path.name[1:].rsplit(".old-", 1)[0]
             if not final.exists() and is_complete(path / "run"):
                 os.replace(path / "run", final)
-        shutil.rmtree(path, ignore_errors=True)
+        _remove(path)
         log.warning("removed %s, left behind by an interrupted writer", path)
         removed.append(path)
     return removed
