@@ -504,9 +504,9 @@ class PoolPairs:
 
     def gap(
         self, model: Any, prompts: Sequence[Prompt], n: int, count: int, rng: np.random.Generator
-    ) -> tuple[torch.Tensor, torch.Tensor, int] | None:
-        """(h, log pi(y+), tokens) for `count` pairs per prompt, h = [log pi(y+) - log pi(y-)] - [log pi_ref(y+)
-        - log pi_ref(y-)]; None when every drawn subset was a tie."""
+    ) -> tuple[torch.Tensor, torch.Tensor, int, list[Prompt]] | None:
+        """(h, log pi(y+), tokens, the prompt of each pair) for `count` pairs per prompt, h = [log pi(y+) -
+        log pi(y-)] - [log pi_ref(y+) - log pi_ref(y-)]; None when every drawn subset was a tie."""
         rows, best, worst, ref_gap = [], [], [], []
         for p in prompts:
             i = self.row[p.tokens]
@@ -521,4 +521,4 @@ class PoolPairs:
         lp = sequence_logprob(model, rows + rows, best + worst, self.temperature)
         lp_best = lp[: len(rows)]
         h = lp_best - lp[len(rows) :] - torch.tensor(ref_gap, dtype=lp.dtype, device=lp.device)
-        return h, lp_best, sum(map(len, best + worst))
+        return h, lp_best, sum(map(len, best + worst)), rows
