@@ -3,7 +3,8 @@ policy and return the argmax of r(y) + beta log pi_ref(y) (ties broken uniformly
 
 beta = 0 is best-of-n; a larger beta favours the reference policy's likelier completions, which damps reward
 hacking. The output distribution is best-of-n of that score, exact on an enumerable task
-(harness.bon.rbon_distribution).
+(harness.bon.rbon_distribution); elsewhere the best-of-n KL estimates (the bound log n - (n-1)/n and Beirami
+et al.'s estimate), which hold for best-of-n of any score, are reported.
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ class RBoNPolicy(SelectionPolicy):
     ):
         super().__init__(reference, reward, n, pool, prompts)
         self.beta = beta
+        # best-of-n of another score: the best-of-n KL estimators, which read only n and pi_ref(y), apply
+        self.bon_n = n
 
     def choose(self, rewards: np.ndarray, ref_logprobs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         return argmax_random_ties(rbon_scores(rewards, ref_logprobs, self.beta), rng)

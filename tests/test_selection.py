@@ -129,6 +129,7 @@ def test_a_run_reports_exact_metrics_and_rbon_at_beta_0_matches_bon(tmp_path):
     for name in exact:
         assert r_rbon["metrics"][name]["mean"] == r_bon["metrics"][name]["mean"], name
     assert r_rbon["cost"]["samples_per_output"] == 4
+    assert r_rbon["metrics"]["kl_exact"]["mean"] <= r_rbon["metrics"]["kl_bon_bound"]["mean"]
     soft = execute(resolve("toy", "softbon", {"n": 4, "lambda": 1.0}), tmp_path).results
     assert 0 < soft["metrics"]["kl_exact"]["mean"] < r_bon["metrics"]["kl_exact"]["mean"]
     assert soft["metrics"]["kl_mc"]["mean"] == pytest.approx(soft["metrics"]["kl_exact"]["mean"], abs=0.1)
