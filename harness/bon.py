@@ -1,13 +1,16 @@
 """Best-of-n distributions: exact (with ties) and estimated from a pool of reference samples.
 
-Notation (DESIGN.md section 4): pi_ref the reference policy, r the proxy reward,
+Notation (README, "What a run reports"): pi_ref the reference policy, r the proxy reward,
 F<(y) = P_{z~pi_ref}(r(z) < r(y)), F<=(y) likewise with <=, [y] the outcomes whose reward equals r(y).
+
+Also the exact distributions of the best-of-n variants that pick one of n reference samples by another rule:
+soft best-of-n (Verdun et al. 2025) and regularized best-of-n (Jinnai et al. 2024).
 """
 
 from __future__ import annotations
 
 import numpy as np
-from scipy.special import gammaln
+from scipy.special import gammaln, logsumexp
 
 
 def reward_cdfs(p_ref: np.ndarray, rewards: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -46,7 +49,7 @@ def pool_weights(m: int, n: int) -> np.ndarray:
 
     w_i = C(i-1, n-1) / C(m, n) for i >= n, else 0. Then sum_i w_i g(y_(i)) is an unbiased estimate of
     E[g(best of n)] for every n <= m (the U-statistic over all n-subsets of the pool; Nakano et al. 2021,
-    WebGPT appendix, and DESIGN.md section 4).
+    WebGPT appendix).
     """
     if not 1 <= n <= m:
         raise ValueError(f"n must lie in [1, m={m}], got {n}")
@@ -81,3 +84,72 @@ def argmax_random_ties(rewards: np.ndarray, rng: np.random.Generator) -> np.ndar
     best = rewards == rewards.max(axis=-1, keepdims=True)
     keys = np.where(best, rng.random(rewards.shape), -1.0)
     return np.asarray(keys.argmax(axis=-1))
+
+
+def softbon_distribution(p_ref: np.ndarray, rewards: np.ndarray, n: int, lam: float, step: float = 0.02) -> np.ndarray:
+    """Exact output distribution of soft best-of-n (Verdun et al. 2025): draw n i.i.d. from p_ref, return y_i with
+    probability w(y_i) / sum_j w(y_j), w = exp(r / lam).
+
+    pi(y) = n pi_ref(y) E[w(y) / (w(y) + S)], S the sum of w over n-1 further draws. Writing 1/x as
+    int_0^inf exp(-t x) dt turns the expectation over the n-1 draws into a power of the Laplace transform
+    phi(t) = E_{z~pi_ref} exp(-t w(z)) = sum_k q_k exp(-t w_k) over the reward levels k of mass q_k:
+        pi(y) = n pi_ref(y) int_0^inf w(y) exp(-t w(y)) phi(t)^(n-1) dt.
+    The integral is taken over s = log t on a uniform grid of spacing `step` in log space (the rectangle rule,
+    whose error on this smooth, doubly-exponentially decaying integrand is far below float precision), with
+    w scaled by exp(-max r / lam), which leaves the choice unchanged. lam -> 0 gives best-of-n with random tie
+    breaking (`bon_distribution`); lam -> inf gives p_ref.
+    """
+    if n < 1:
+        raise ValueError(f"n must be a positive integer, got {n}")
+    if not lam > 0:
+        raise ValueError(f"lambda must be > 0, got {lam}")
+    p_ref = np.asarray(p_ref, np.float64)
+    levels, group = np.unique(np.asarray(rewards, np.float64), return_inverse=True)
+    q = np.bincount(group, weights=p_ref, minlength=len(levels))
+    if n == 1:
+        return p_ref.copy()
+    log_w = (levels - levels.max()) / lam  # <= 0, the top level at 0
+    keep = q > 0
+    log_q, log_w = np.log(q[keep]), log_w[keep]
+    # Below s = -log n - 50 the integrand is < exp(-50) of its mass; above -log w_k + 6 level k's is < exp(-400).
+    grid = np.arange(-np.log(n) - 50.0, -log_w.min() + 6.0 + step, step)
+    acc = np.full(len(log_w), -np.inf)
+    with np.errstate(over="ignore"):
+        for chunk in np.array_split(grid, max(1, len(grid) // 20000)):
+            t_w = np.exp(chunk[:, None] + log_w[None, :])  # t w_k
+            log_phi = logsumexp(log_q[None, :] - t_w, axis=1)
+            log_f = log_w[None, :] + chunk[:, None] - t_w + (n - 1) * log_phi[:, None]
+            acc = np.logaddexp(acc, logsumexp(log_f, axis=0))
+    level_mass = np.zeros(len(levels))
+    level_mass[keep] = np.exp(np.log(n) + log_q + acc + np.log(step))
+    out = np.zeros_like(p_ref)
+    nz = q[group] > 0
+    out[nz] = p_ref[nz] / q[group][nz] * level_mass[group][nz]
+    return out
+
+
+def softmax_choice(rewards: np.ndarray, lam: float, rng: np.random.Generator) -> np.ndarray:
+    """Index along the last axis drawn with probability softmax(r / lam) (soft best-of-n's pick)."""
+    logits = np.asarray(rewards, np.float64) / lam
+    p = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    cdf = np.cumsum(p, axis=-1)
+    u = rng.random(cdf.shape[:-1] + (1,)) * cdf[..., -1:]
+    return np.minimum((cdf < u).sum(axis=-1), cdf.shape[-1] - 1)
+
+
+def rbon_scores(rewards: np.ndarray, log_p_ref: np.ndarray, beta: float) -> np.ndarray:
+    """Regularized best-of-n's score r(y) + beta log pi_ref(y) (Jinnai et al. 2024, the KL-regularized RBoN:
+    argmax_y r(y) - beta KL(1_y || pi_ref) over the n samples, in which KL(1_y || pi_ref) = -log pi_ref(y)).
+    With beta = 0 it is the reward itself, so that rbon is best-of-n."""
+    if beta < 0:
+        raise ValueError(f"beta must be >= 0, got {beta}")
+    rewards = np.asarray(rewards, np.float64)
+    return rewards if beta == 0 else rewards + beta * np.asarray(log_p_ref, np.float64)
+
+
+def rbon_distribution(p_ref: np.ndarray, rewards: np.ndarray, n: int, beta: float) -> np.ndarray:
+    """Exact output distribution of regularized best-of-n: best-of-n (ties at random) of the score
+    `rbon_scores`, i.e. `bon_distribution` with the score in place of the reward."""
+    p_ref = np.asarray(p_ref, np.float64)
+    with np.errstate(divide="ignore"):
+        return bon_distribution(p_ref, rbon_scores(rewards, np.log(p_ref), beta), n)

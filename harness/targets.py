@@ -1,15 +1,17 @@
-"""Closed-form optima of the methods' objectives on an enumerable outcome space (DESIGN.md section 5), and
-the reference curves drawn on leaderboard plots (section 4). Tests train on the toy task toward these."""
+"""Closed-form optima of the methods' objectives on an enumerable outcome space (README, Methods), and the
+reference curves drawn on leaderboard plots (README, Sweeps and leaderboards). Tests train on the toy task
+toward these."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from harness.bon import bon_distribution, reward_cdfs
+from harness.objectives import smoothed_cdf
 
 
 def tilt(p_ref: np.ndarray, log_weight: np.ndarray) -> np.ndarray:
-    """pi(y) = pi_ref(y) exp(w(y)) / Z, computed in log space."""
+    """pi(y) = pi_ref(y) exp(w(y)) / Z, computed in log space (w = -inf gives 0)."""
     logits = np.log(np.asarray(p_ref, np.float64)) + np.asarray(log_weight, np.float64)
     logits -= logits.max()
     p = np.exp(logits)
@@ -29,11 +31,23 @@ def vbon_optimum(p_ref: np.ndarray, rewards: np.ndarray, n: int) -> np.ndarray:
     return bon_distribution(p_ref, rewards, n)
 
 
-def vbon_l1_optimum(p_ref: np.ndarray, rewards: np.ndarray, n: int) -> np.ndarray:
-    """The optimum of E_pi[log F(r(y))] - KL(pi || pi_ref) / (n-1): pi_ref F(r)^(n-1) / Z, F = F<= the reward
-    CDF under pi_ref (Amini et al. 2024, Eq. 9)."""
-    _, f_le = reward_cdfs(p_ref, rewards)
-    return tilt(p_ref, (n - 1) * np.log(f_le))
+def vbon_l1_optimum(p_ref: np.ndarray, rewards: np.ndarray, n: int, pool_size: int | None = None) -> np.ndarray:
+    """The optimum of E_pi[log F(r(y))] - KL(pi || pi_ref) / (n-1): pi_ref F^(n-1) / Z (Amini et al. 2024, Eq. 9),
+    with F = F<, the strict reward CDF under pi_ref that the bound is built on (`objectives.vbon_l1_reward`), or,
+    given `pool_size` m, its add-one form (1 + m F<) / (m + 1) that vbon's l1 reward uses (`cdf=pool` estimates
+    it from a pool of m, `cdf=exact` computes it). Without smoothing the outcomes of the lowest reward get 0."""
+    f_lt, _ = reward_cdfs(p_ref, rewards)
+    f = f_lt if pool_size is None else smoothed_cdf(f_lt, pool_size)
+    with np.errstate(divide="ignore"):
+        return tilt(p_ref, (n - 1) * np.log(f))
+
+
+def vbon_released_optimum(p_ref: np.ndarray, rewards: np.ndarray, n: int) -> np.ndarray:
+    """The optimum of vbon's `released` variant, E_pi[(1/n) log(pi_BoN/pi_ref)] - KL(pi || pi_ref) / (n-1) (the
+    scaling of the authors' released code for Amini et al. 2024): pi_ref (pi_BoN/pi_ref)^((n-1)/n) / Z, a
+    geometric mix of pi_ref and pi_BoN that approaches pi_BoN as n grows."""
+    p_ref = np.asarray(p_ref, np.float64)
+    return tilt(p_ref, (n - 1) / n * np.log(bon_distribution(p_ref, rewards, n) / p_ref))
 
 
 def tilt_win_rate(c: np.ndarray) -> np.ndarray:

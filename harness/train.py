@@ -4,6 +4,14 @@ objectives and not from the trainers: the same optimizer (AdamW), gradient clipp
 On-policy path (`train_on_policy`): PPO-clip (Schulman et al. 2017) with a value head and GAE (gamma = 1),
 maximising E[R(y)] - beta KL(pi || pi_ref) with the KL as a per-token penalty; the sequence reward R is the
 method's (proxy reward for ppo, log pi_BoN/pi_ref for vbon, ...). Its optimum is pi_ref exp(R/beta)/Z.
+
+Two choices keep it at that optimum at every beta. The value head reads the policy's hidden states without
+sending gradients back into them: the policy shares its trunk (and, in GPT-2, its tied embeddings) with the
+value regression, whose pull on the logits is set by the scale of the returns rather than by the objective and,
+at large beta, outweighs the KL penalty (the policy then diverges from pi_ref). And the learning rate is
+annealed linearly to 0 (`lr_decay`, as in Schulman et al. 2017, Table 5): with whitened advantages Adam takes
+steps of a fixed size even where the expected gradient is 0, so at a constant rate the policy keeps
+wandering around the optimum by several hundredths of a nat of KL.
 """
 
 from __future__ import annotations
@@ -66,6 +74,7 @@ class PPOConfig(TrainConfig):
     clip: float = Field(0.2, gt=0, description="PPO ratio clipping epsilon.")
     gae_lambda: float = Field(0.95, ge=0, le=1, description="GAE lambda (gamma is 1).")
     value_coef: float = Field(0.5, ge=0, description="Weight of the value loss.")
+    lr_decay: bool = Field(True, description="Anneal the learning rate linearly from lr to 0 over the steps.")
 
 
 class TrainedPolicy(AlignedPolicy):
@@ -111,8 +120,28 @@ def completion_forward(
     rows = torch.arange(len(seqs), device=device)[:, None]
     logp = (out.logits[rows, index].float() / temperature).log_softmax(-1)
     lp = logp.gather(-1, target[..., None])[..., 0] * mask
-    values = None if value_head is None else value_head(out.hidden_states[-1][rows, index].float())[..., 0] * mask
+    values = None
+    if value_head is not None:
+        # detached: the value regression must not move the policy's logits through the shared trunk
+        values = value_head(out.hidden_states[-1][rows, index].detach().float())[..., 0] * mask
     return lp, values, mask
+
+
+def masked_mean_std(x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and standard deviation of the entries of x where mask is 1."""
+    n = mask.sum()
+    mean = (x * mask).sum() / n
+    return mean, (((x - mean) * mask) ** 2).sum().div(n).sqrt()
+
+
+def returns_to_go(rewards: torch.Tensor) -> torch.Tensor:
+    """sum_{t' >= t} r_t' along the last axis (gamma = 1)."""
+    return rewards.flip(-1).cumsum(-1).flip(-1)
+
+
+def linear_decay(lr: float, step: int, steps: int) -> float:
+    """The learning rate of `step` annealed linearly from lr (step 0) toward 0 (Schulman et al. 2017, Table 5)."""
+    return lr * (1.0 - step / steps)
 
 
 def gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, lam: float) -> torch.Tensor:
@@ -408,18 +437,24 @@ def train_on_policy(
             rewards = -beta * kl_tok
             last = mask.sum(1).long() - 1
             rewards[torch.arange(len(rows)), last] += seq_reward.to(rewards.device)
-            adv = gae(rewards, old_v, mask, config.gae_lambda)
-            returns = adv + old_v
+            # The value head predicts returns in units of this rollout's returns-to-go, so that it fits returns of
+            # any scale (ppo's rewards, vbon's log-ratios) at the policy's learning rate.
+            v_mean, v_std = masked_mean_std(returns_to_go(rewards), mask)
+            v_std = v_std + 1e-8
+            adv = gae(rewards, (v_mean + v_std * old_v) * mask, mask, config.gae_lambda)
+            target = (adv / v_std + old_v) * mask  # the returns, (adv + value - v_mean) / v_std
             n_tok = mask.sum()
-            mean = (adv * mask).sum() / n_tok
-            std = (((adv - mean) * mask) ** 2).sum().div(n_tok).sqrt()
-            adv = (adv - mean) / (std + 1e-8) * mask
+            a_mean, a_std = masked_mean_std(adv, mask)
+            adv = (adv - a_mean) / (a_std + 1e-8) * mask
+            if config.lr_decay:
+                for group in trainer.optimizer.param_groups:
+                    group["lr"] = linear_decay(config.lr, step, config.steps)
             for _ in range(config.ppo_epochs):
                 lp, v, _ = completion_forward(model, value_head, rows, comps, temperature)
                 assert v is not None
                 ratio = torch.exp(lp - old_lp)
                 pg = -torch.min(ratio * adv, ratio.clamp(1 - config.clip, 1 + config.clip) * adv)
-                loss = ((pg + config.value_coef * (v - returns) ** 2) * mask).sum() / n_tok
+                loss = ((pg + config.value_coef * (v - target) ** 2) * mask).sum() / n_tok
                 if extra_loss is not None:
                     loss = pg_weight * loss + (1 - pg_weight) * extra_loss(model, prompts, step)
                 trainer.update(loss, step)
@@ -499,9 +534,9 @@ class PoolPairs:
 
     def gap(
         self, model: Any, prompts: Sequence[Prompt], n: int, count: int, rng: np.random.Generator
-    ) -> tuple[torch.Tensor, torch.Tensor, int] | None:
-        """(h, log pi(y+), tokens) for `count` pairs per prompt, h = [log pi(y+) - log pi(y-)] - [log pi_ref(y+)
-        - log pi_ref(y-)]; None when every drawn subset was a tie."""
+    ) -> tuple[torch.Tensor, torch.Tensor, int, list[Prompt]] | None:
+        """(h, log pi(y+), tokens, the prompt of each pair) for `count` pairs per prompt, h = [log pi(y+) -
+        log pi(y-)] - [log pi_ref(y+) - log pi_ref(y-)]; None when every drawn subset was a tie."""
         rows, best, worst, ref_gap = [], [], [], []
         for p in prompts:
             i = self.row[p.tokens]
@@ -516,4 +551,4 @@ class PoolPairs:
         lp = sequence_logprob(model, rows + rows, best + worst, self.temperature)
         lp_best = lp[: len(rows)]
         h = lp_best - lp[len(rows) :] - torch.tensor(ref_gap, dtype=lp.dtype, device=lp.device)
-        return h, lp_best, sum(map(len, best + worst))
+        return h, lp_best, sum(map(len, best + worst)), rows

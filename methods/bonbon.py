@@ -1,8 +1,11 @@
 """BoNBoN alignment (Gui et al. 2024): from n reference samples take the best y+ and the worst y-, and
 minimise alpha * NLL(y+) + (1 - alpha) * (h - 1/(2 beta_n))^2, beta_n = 1 / (2 (n-1) H_{n-1}).
 
-`pair = "logistic"` swaps the squared term for -log sigmoid(beta_n h), the pair term of the authors'
-released code."""
+1/(2 beta_n) is the expected gap h of the pair under pi_BoN when rewards never tie. Where they do, that gap is
+smaller and the paper's target overshoots pi_BoN; `target = "ties"` replaces it, per prompt, by the expected gap
+under the tie-aware pi_BoN (`harness.objectives.bonbon_tied_gap`), computed exactly on enumerable tasks and from
+the training pool's rewards elsewhere. `pair = "logistic"` swaps the squared term for -log sigmoid(beta_n h),
+the pair term of the authors' released code."""
 
 from __future__ import annotations
 
@@ -10,10 +13,11 @@ from typing import Literal
 
 import numpy as np
 import torch
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from harness import objectives, seeding
 from harness.method import MAX_N, METHODS, AlignedPolicy, Method, RunContext
+from harness.policy import EnumerablePolicy, enumerate_prompt
 from harness.train import OfflineConfig, PoolPairs, train_offline
 
 
@@ -21,7 +25,18 @@ class BoNBoNConfig(OfflineConfig):
     n: int = Field(8, ge=2, le=MAX_N, description="Reference samples per group; its best and worst form a pair.")
     alpha: float = Field(0.005, ge=0, le=1, description="Weight of the SFT term on the best sample (paper: 0.005).")
     pair: Literal["ipo", "logistic"] = Field("ipo", description="'ipo' (paper) or 'logistic' (released code).")
+    target: Literal["paper", "ties"] = Field(
+        "paper",
+        description="Gap target of the ipo pair term: 'paper' 1/(2 beta_n) (continuous rewards) or 'ties' the "
+        "expected gap under the tie-aware pi_BoN (use it when rewards tie).",
+    )
     groups_per_prompt: int = Field(4, ge=1, description="Groups of n per training prompt per step.")
+
+    @model_validator(mode="after")
+    def _check(self) -> BoNBoNConfig:
+        if self.target == "ties" and self.pair != "ipo":
+            raise ValueError("target = 'ties' sets the gap of the ipo pair term; it needs pair = 'ipo'")
+        return self
 
 
 @METHODS.register("bonbon")
@@ -31,20 +46,30 @@ class BoNBoN(Method[BoNBoNConfig]):
     Config = BoNBoNConfig
 
     def align(self, ctx: RunContext) -> AlignedPolicy:
-        cfg = self.config
+        cfg, task = self.config, ctx.task
         if cfg.n > cfg.pool_size:
             raise ValueError(f"n = {cfg.n} exceeds pool_size = {cfg.pool_size}; groups are drawn from the pool")
         beta_n = objectives.bonbon_beta(cfg.n)
-        pool = ctx.pools.get(ctx.task, cfg.pool_size, ctx.seed, stream="train")
-        pairs = PoolPairs(pool, ctx.task.train_prompts, ctx.task.config.generation.temperature)
+        pool = ctx.pools.get(task, cfg.pool_size, ctx.seed, stream="train")
+        pairs = PoolPairs(pool, task.train_prompts, task.config.generation.temperature)
+        gaps = {p.tokens: 1 / (2 * beta_n) for p in task.train_prompts}
+        if cfg.target == "ties":
+            for i, p in enumerate(task.train_prompts):
+                if isinstance(task.reference, EnumerablePolicy):
+                    e = enumerate_prompt(task.reference, task.reward, p)
+                    gaps[p.tokens] = objectives.bonbon_tied_gap(e.p_ref, e.rewards, cfg.n)
+                else:
+                    rewards = pool.rewards[i]
+                    gaps[p.tokens] = objectives.bonbon_tied_gap(np.ones(len(rewards)), rewards, cfg.n)
 
         def batch_loss(model, prompts, step):  # type: ignore[no-untyped-def]
             rng = np.random.default_rng(seeding.derive_seed(ctx.seed, seeding.TRAIN, step))
             drawn = pairs.gap(model, prompts, cfg.n, cfg.groups_per_prompt, rng)
             if drawn is None:
                 return torch.zeros((), requires_grad=True), {"pairs": 0.0}
-            h, lp_best, tokens = drawn
-            loss = objectives.bonbon_loss(h, -lp_best, beta_n, cfg.alpha, cfg.pair).mean()
-            return loss, {"gap": h.mean().item(), "target_gap": 1 / (2 * beta_n), "tokens": tokens}
+            h, lp_best, tokens, rows = drawn
+            target = torch.tensor([gaps[p.tokens] for p in rows], dtype=h.dtype, device=h.device)
+            loss = objectives.bonbon_loss(h, -lp_best, beta_n, cfg.alpha, cfg.pair, target).mean()
+            return loss, {"gap": h.mean().item(), "target_gap": target.mean().item(), "tokens": tokens}
 
         return train_offline(ctx, cfg, batch_loss)

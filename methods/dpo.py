@@ -36,7 +36,7 @@ class DPO(Method[DPOConfig]):
             drawn = pairs.gap(model, prompts, 2, cfg.pairs_per_prompt, rng)
             if drawn is None:
                 return torch.zeros((), requires_grad=True), {"pairs": 0.0}
-            h, _, tokens = drawn
+            h, _, tokens, _ = drawn
             loss = objectives.dpo_loss(h, cfg.beta, cfg.loss).mean()
             return loss, {"margin": h.mean().item(), "pairs": float(len(h)), "tokens": tokens}
 

@@ -1,10 +1,16 @@
 """vBoN: variational best-of-n (Amini et al. 2024), minimise KL(pi || pi_BoN) with the shared PPO core.
 
 `variant = "exact"`: RL reward rho(y) = log pi_BoN(y) - log pi_ref(y) with KL coefficient 1; the optimum is
-pi_BoN itself. `variant = "l1"`: the lower bound, reward log F(r(y)) with beta = 1/(n-1); optimum
-pi_ref F^(n-1) / Z. The reward CDF F comes per prompt from a reference pool of the training prompts with
-add-one smoothing (`cdf = "pool"`), or exactly by enumeration where the task allows it (`cdf = "exact"`,
-which with tied rewards uses the tie-aware pi_BoN of harness.bon).
+pi_BoN itself. `variant = "released"`: the scaling of the authors' released code, reward rho(y) / n with KL
+coefficient 1/(n-1); its optimum is pi_ref (pi_BoN/pi_ref)^((n-1)/n) / Z (`harness.targets.
+vbon_released_optimum`), not pi_BoN: use it to reproduce the paper's numbers. `variant = "l1"`: the lower bound
+(Eq. 9), reward log F<(r(y)) with beta = 1/(n-1); optimum pi_ref F^(n-1) / Z.
+
+Every variant reads the strict reward CDF F<(y) = P_{z~pi_ref}(r(z) < r(y)) of Lemma 1, add-one smoothed:
+estimated per prompt from a reference pool of the training prompts, (1 + #{j: r_j < r}) / (M + 1) (`cdf =
+"pool"`), or by enumeration where the task allows it (`cdf = "exact"`): there `exact` and `released` use the
+tie-aware pi_BoN of harness.bon, and `l1` the smoothed (1 + M F<) / (M + 1) with M = pool_size, which is what the
+pool estimate tends to, so that both CDFs optimise the same objective.
 """
 
 from __future__ import annotations
@@ -17,15 +23,33 @@ from pydantic import Field
 
 from harness import bon, objectives
 from harness.method import MAX_N, METHODS, AlignedPolicy, Method, RunContext
-from harness.policy import Completions, EnumerablePolicy, Prompt, enumerate_prompt, sequence_logprobs
+from harness.policy import (
+    Completions,
+    EnumerablePolicy,
+    Enumeration,
+    Prompt,
+    enumerate_prompt,
+    sequence_logprobs,
+)
 from harness.train import PPOConfig, train_on_policy
 
 
 class VBoNConfig(PPOConfig):
     n: int = Field(8, ge=2, le=MAX_N, description="N of the best-of-n policy to imitate (Amini et al. 2024).")
-    variant: Literal["exact", "l1"] = Field("exact", description="'exact' reward log pi_BoN/pi_ref, or 'l1' bound.")
+    variant: Literal["exact", "l1", "released"] = Field(
+        "exact",
+        description="'exact': reward log pi_BoN/pi_ref, beta 1; 'released': the released code's reward "
+        "(1/n) log pi_BoN/pi_ref, beta 1/(n-1); 'l1': the lower bound log F<, beta 1/(n-1).",
+    )
     cdf: Literal["pool", "exact"] = Field("pool", description="Reward CDF from the reference pool or by enumeration.")
-    pool_size: int = Field(64, ge=2, description="Reference samples per training prompt for the CDF (cdf='pool').")
+    pool_size: int = Field(
+        64, ge=2, description="Reference samples per training prompt for the CDF (and the add-one smoothing of l1)."
+    )
+
+
+def kl_coefficient(variant: str, n: int) -> float:
+    """beta of each variant: 1 for `exact` (Amini et al. 2024, Eq. 6), 1/(n-1) for `l1` (Eq. 9) and `released`."""
+    return 1.0 if variant == "exact" else 1.0 / (n - 1)
 
 
 @METHODS.register("vbon")
@@ -40,6 +64,8 @@ class VBoN(Method[VBoNConfig]):
             raise ValueError(f"cdf='exact' needs an enumerable task; {task.config.name!r} is not (use cdf='pool')")
         pool = ctx.pools.get(task, cfg.pool_size, ctx.seed, stream="train") if cfg.cdf == "pool" else None
         index = {p.tokens: i for i, p in enumerate(task.train_prompts)}
+        scale = 1.0 / cfg.n if cfg.variant == "released" else 1.0
+        tables: dict[tuple[int, ...], tuple[Enumeration, np.ndarray]] = {}  # cdf='exact': the reward of every outcome
 
         def reward(prompts: Sequence[Prompt], completions: Completions, step: int) -> list[np.ndarray]:
             r = task.reward.score(prompts, completions)
@@ -51,20 +77,23 @@ class VBoN(Method[VBoNConfig]):
                     if cfg.variant == "l1":
                         out.append(objectives.vbon_l1_reward(f))
                     else:
-                        out.append(objectives.vbon_log_ratio(np.log(f), ref[i], cfg.n))
+                        out.append(scale * objectives.vbon_log_ratio(np.log(f), ref[i], cfg.n))
                 else:
-                    out.append(_exact_reward(task.reference, task.reward, p, completions.tokens[i], cfg))
+                    if p.tokens not in tables:
+                        e = enumerate_prompt(task.reference, task.reward, p)  # type: ignore[arg-type]
+                        tables[p.tokens] = e, _exact_reward(e.p_ref, e.rewards, cfg)
+                    e, table = tables[p.tokens]
+                    out.append(table[e.index(completions.tokens[i])])
             return out
 
-        beta = 1.0 if cfg.variant == "exact" else 1.0 / (cfg.n - 1)
-        return train_on_policy(ctx, cfg, reward, beta)
+        return train_on_policy(ctx, cfg, reward, kl_coefficient(cfg.variant, cfg.n))
 
 
-def _exact_reward(reference, reward, prompt, tokens, cfg: VBoNConfig) -> np.ndarray:  # type: ignore[no-untyped-def]
-    """The vBoN reward by enumeration: tie-aware log pi_BoN/pi_ref ('exact') or log F<=(r) ('l1')."""
-    e = enumerate_prompt(reference, reward, prompt)
-    pick = e.index(tokens)
+def _exact_reward(p_ref: np.ndarray, rewards: np.ndarray, cfg: VBoNConfig) -> np.ndarray:
+    """The vBoN reward of every outcome of an enumerated support: tie-aware log pi_BoN/pi_ref ('exact'; divided
+    by n for 'released') or the log of the smoothed F< ('l1')."""
     if cfg.variant == "l1":
-        _, f_le = bon.reward_cdfs(e.p_ref, e.rewards)
-        return np.log(f_le[pick])
-    return np.log(bon.bon_distribution(e.p_ref, e.rewards, cfg.n)[pick] / e.p_ref[pick])
+        f_lt, _ = bon.reward_cdfs(p_ref, rewards)
+        return objectives.vbon_l1_reward(objectives.smoothed_cdf(f_lt, cfg.pool_size))
+    log_ratio = np.log(bon.bon_distribution(p_ref, rewards, cfg.n) / p_ref)
+    return log_ratio / cfg.n if cfg.variant == "released" else log_ratio

@@ -88,13 +88,14 @@ def test_kl_regularized_optimum_is_the_maximiser(toy, beta):
 
 def test_vbon_l1_optimum_is_the_maximiser(toy):
     p_ref, r = support_arrays(toy, 1)
-    n = 4
-    _, f_le = bon.reward_cdfs(p_ref, r)
-    opt = targets.vbon_l1_optimum(p_ref, r, n)
-    value = _objective(opt, p_ref, np.log(f_le), 1 / (n - 1))
+    n, m = 4, 64
+    f_lt, _ = bon.reward_cdfs(p_ref, r)
+    log_f = np.log(objectives.smoothed_cdf(f_lt, m))
+    opt = targets.vbon_l1_optimum(p_ref, r, n, pool_size=m)
+    value = _objective(opt, p_ref, log_f, 1 / (n - 1))
     rng = np.random.default_rng(1)
     for _ in range(50):
-        assert _objective(targets.tilt(opt, 0.3 * rng.normal(size=len(opt))), p_ref, np.log(f_le), 1 / (n - 1)) < value
+        assert _objective(targets.tilt(opt, 0.3 * rng.normal(size=len(opt))), p_ref, log_f, 1 / (n - 1)) < value
     assert targets.vbon_optimum(p_ref, r, n) == pytest.approx(bon.bon_distribution(p_ref, r, n))
 
 
@@ -113,3 +114,72 @@ def test_the_tilt_beats_best_of_n_at_equal_kl():
         bound = kl.kl_bon_bound(n)
         c = optimize.brentq(lambda x, b=bound: targets.tilt_kl(x) - b, 1e-6, 200)
         assert targets.tilt_win_rate(c) >= n / (n + 1) - 1e-12
+
+
+def test_vbon_l1_pool_and_exact_optima_agree_on_tied_rewards():
+    """The minimal case: p = [0.5, 0.5], r = [0, 1], n = 4. A perfect pool of 256 (128 of each reward) gives the
+    same add-one CDF as `cdf=exact`, so both optimise the same objective, and the target is its optimum."""
+    p, r, n, m = np.array([0.5, 0.5]), np.array([0.0, 1.0]), 4, 256
+    pool = np.repeat(r, m // 2)
+    f_pool = objectives.pool_cdf(pool, r)
+    f_lt, _ = bon.reward_cdfs(p, r)
+    np.testing.assert_allclose(objectives.smoothed_cdf(f_lt, m), f_pool, rtol=1e-15)
+    np.testing.assert_allclose(f_pool, [1 / 257, 129 / 257])
+    pool_optimum = targets.tilt(p, (n - 1) * objectives.vbon_l1_reward(f_pool))
+    target = targets.vbon_l1_optimum(p, r, n, pool_size=m)
+    np.testing.assert_allclose(target, pool_optimum, rtol=1e-12)
+    assert target[0] == pytest.approx(1 / (1 + 129**3), rel=1e-12)  # 4.7e-7
+    # without smoothing: the exact strict CDF puts nothing on the lowest reward (pi_BoN itself is [1/16, 15/16])
+    np.testing.assert_array_equal(targets.vbon_l1_optimum(p, r, n), [0.0, 1.0])
+    np.testing.assert_allclose(bon.bon_distribution(p, r, n), [0.0625, 0.9375])
+
+
+def test_the_l1_reward_is_a_lower_bound_with_ties_and_f_le_is_not(toy):
+    """log pi_BoN >= log n + (n-1) log F< + log pi_ref for every outcome, ties included (Lemma 1's i = 1 term);
+    with F<= in place of F< the inequality fails for tied outcomes."""
+    p_ref, r = support_arrays(toy, 2)
+    f_lt, f_le = bon.reward_cdfs(p_ref, r)
+    for n in (2, 4, 8):
+        log_bon = np.log(bon.bon_distribution(p_ref, r, n))
+        with np.errstate(divide="ignore"):
+            assert np.all(log_bon >= np.log(n) + (n - 1) * objectives.vbon_l1_reward(f_lt) + np.log(p_ref) - 1e-12)
+        assert np.any(log_bon < np.log(n) + (n - 1) * np.log(f_le) + np.log(p_ref) - 1e-6)
+
+
+def test_vbon_released_optimum_is_the_maximiser_of_its_objective(toy):
+    """pi_ref (pi_BoN/pi_ref)^((n-1)/n) / Z maximises E[(1/n) log pi_BoN/pi_ref] - KL/(n-1); it is not pi_BoN."""
+    p_ref, r = support_arrays(toy, 3)
+    n = 8
+    reward = np.log(bon.bon_distribution(p_ref, r, n) / p_ref) / n
+    opt = targets.vbon_released_optimum(p_ref, r, n)
+    value = _objective(opt, p_ref, reward, 1 / (n - 1))
+    rng = np.random.default_rng(2)
+    for _ in range(50):
+        assert _objective(targets.tilt(opt, 0.3 * rng.normal(size=len(opt))), p_ref, reward, 1 / (n - 1)) < value
+    # a geometric mix of pi_ref and pi_BoN: closer to pi_ref than pi_BoN is
+    assert kl.kl_exact(opt, p_ref) < kl.kl_exact(bon.bon_distribution(p_ref, r, n), p_ref) - 0.05
+
+
+def test_bonbon_tied_gap_without_ties_is_the_paper_target():
+    """2,000 equally likely distinct rewards: the gap tends to (n-1) H_{n-1} = 1/(2 beta_n)."""
+    m = 2000
+    for n in (2, 4, 8):
+        gap = objectives.bonbon_tied_gap(np.full(m, 1 / m), np.arange(m, dtype=float), n)
+        assert gap == pytest.approx(1 / (2 * objectives.bonbon_beta(n)), rel=0.01)
+
+
+def test_bonbon_tied_gap_by_monte_carlo_on_tied_rewards(toy):
+    """The mean of g(best) - g(worst) over sampled n-tuples that are not all tied, g = log pi_BoN/pi_ref."""
+    p_ref, r = support_arrays(toy, 0)
+    n = 4
+    g = np.log(bon.bon_distribution(p_ref, r, n) / p_ref)
+    rng = np.random.default_rng(3)
+    draws = rng.choice(len(p_ref), size=(200000, n), p=p_ref)
+    rewards = r[draws]
+    keep = rewards.max(1) > rewards.min(1)
+    best = draws[np.arange(len(draws)), rewards.argmax(1)]
+    worst = draws[np.arange(len(draws)), rewards.argmin(1)]
+    gaps = (g[best] - g[worst])[keep]
+    exact = objectives.bonbon_tied_gap(p_ref, r, n)
+    assert exact == pytest.approx(gaps.mean(), abs=4 * gaps.std() / np.sqrt(len(gaps)))
+    assert exact < 1 / (2 * objectives.bonbon_beta(n))  # ties shrink the gap

@@ -1,0 +1,61 @@
+"""Regularized best-of-n (Jinnai et al. 2024), in its KL-regularized form: draw n completions from the reference
+policy and return the argmax of r(y) + beta log pi_ref(y) (ties broken uniformly at random).
+
+beta = 0 is best-of-n; a larger beta favours the reference policy's likelier completions, which damps reward
+hacking. The output distribution is best-of-n of that score, exact on an enumerable task
+(harness.bon.rbon_distribution); elsewhere the best-of-n KL estimates (the bound log n - (n-1)/n and Beirami
+et al.'s estimate), which hold for best-of-n of any score, are reported.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from pydantic import Field
+
+from harness.bon import argmax_random_ties, rbon_distribution, rbon_scores
+from harness.method import MAX_N, METHODS, AlignedPolicy, Method, MethodConfig, RunContext
+from harness.policy import Policy, Prompt, Reward
+from harness.pool import Pool
+from harness.selection import SelectionPolicy
+
+
+class RBoNConfig(MethodConfig):
+    n: int = Field(4, ge=1, le=MAX_N, description="Samples drawn from the reference policy per output.")
+    beta: float = Field(0.1, ge=0, description="Weight beta of log pi_ref(y) in the score r(y) + beta log pi_ref(y).")
+
+
+class RBoNPolicy(SelectionPolicy):
+    def __init__(
+        self,
+        beta: float,
+        reference: Policy,
+        reward: Reward,
+        n: int,
+        pool: Pool | None = None,
+        prompts: Sequence[Prompt] = (),
+    ):
+        super().__init__(reference, reward, n, pool, prompts)
+        self.beta = beta
+        # best-of-n of another score: the best-of-n KL estimators, which read only n and pi_ref(y), apply
+        self.bon_n = n
+
+    def choose(self, rewards: np.ndarray, ref_logprobs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        return argmax_random_ties(rbon_scores(rewards, ref_logprobs, self.beta), rng)
+
+    def distribution(self, p_ref: np.ndarray, rewards: np.ndarray) -> np.ndarray:
+        return rbon_distribution(p_ref, rewards, self.n, self.beta)
+
+
+@METHODS.register("rbon")
+class RBoN(Method[RBoNConfig]):
+    """Regularized best-of-n sampling (inference-time; n samples per output, no training)."""
+
+    Config = RBoNConfig
+
+    def align(self, ctx: RunContext) -> AlignedPolicy:
+        cfg, task = self.config, ctx.task
+        fits = cfg.n <= task.config.evaluation.pool_size
+        pool = ctx.pool() if fits else None
+        return RBoNPolicy(cfg.beta, task.reference, task.reward, cfg.n, pool, task.prompts)

@@ -1,0 +1,62 @@
+"""Soft best-of-n (Verdun et al. 2025): draw n completions from the reference policy and return y_i with
+probability proportional to exp(r(y_i) / lambda).
+
+lambda -> 0 is best-of-n (ties broken uniformly at random), lambda -> inf is the reference policy. On an
+enumerable task the output distribution is exact (harness.bon.softbon_distribution), so its KL and win rate are.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from pydantic import ConfigDict, Field
+
+from harness.bon import softbon_distribution, softmax_choice
+from harness.method import MAX_N, METHODS, AlignedPolicy, Method, MethodConfig, RunContext
+from harness.policy import Policy, Prompt, Reward
+from harness.pool import Pool
+from harness.selection import SelectionPolicy
+
+
+class SoftBoNConfig(MethodConfig):
+    # `lambda` is a Python keyword: the field is `lam`, read and written as `lambda` (`-p lambda=0.5`)
+    model_config = ConfigDict(extra="forbid", validate_by_name=True, validate_by_alias=True, serialize_by_alias=True)
+
+    n: int = Field(4, ge=1, le=MAX_N, description="Samples drawn from the reference policy per output.")
+    lam: float = Field(
+        1.0, gt=0, alias="lambda", description="Temperature lambda of the pick: probabilities softmax(r / lambda)."
+    )
+
+
+class SoftBoNPolicy(SelectionPolicy):
+    def __init__(
+        self,
+        lam: float,
+        reference: Policy,
+        reward: Reward,
+        n: int,
+        pool: Pool | None = None,
+        prompts: Sequence[Prompt] = (),
+    ):
+        super().__init__(reference, reward, n, pool, prompts)
+        self.lam = lam
+
+    def choose(self, rewards: np.ndarray, ref_logprobs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        return softmax_choice(rewards, self.lam, rng)
+
+    def distribution(self, p_ref: np.ndarray, rewards: np.ndarray) -> np.ndarray:
+        return softbon_distribution(p_ref, rewards, self.n, self.lam)
+
+
+@METHODS.register("softbon")
+class SoftBoN(Method[SoftBoNConfig]):
+    """Soft best-of-n sampling (inference-time; n samples per output, no training)."""
+
+    Config = SoftBoNConfig
+
+    def align(self, ctx: RunContext) -> AlignedPolicy:
+        cfg, task = self.config, ctx.task
+        fits = cfg.n <= task.config.evaluation.pool_size
+        pool = ctx.pool() if fits else None
+        return SoftBoNPolicy(cfg.lam, task.reference, task.reward, cfg.n, pool, task.prompts)
