@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 from enum import StrEnum
 from pathlib import Path
@@ -15,6 +16,7 @@ from rich.table import Table
 
 from harness import store
 from harness.assets import MissingAssetError
+from harness.backends import EngineError
 from harness.registry import UnknownNameError
 
 app = typer.Typer(help="Benchmark and evaluation harness for Best-of-N alignment methods.", no_args_is_help=True)
@@ -31,6 +33,8 @@ def fail(message: str, code: int = 2) -> typer.Exit:
 
 @app.callback()
 def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress details.")] = False) -> None:
+    # vLLM logs every engine step at INFO; its engine-core process reads the level from the environment
+    os.environ.setdefault("VLLM_LOGGING_LEVEL", "INFO" if verbose else "WARNING")
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
         format="%(message)s",
@@ -118,7 +122,7 @@ def run(
             task, method, params, seed=seed, evaluation={k: v for k, v in overrides.items() if v is not None}
         )
         result = execute(spec, out, force=force)
-    except (UnknownNameError, ConfigError, store.StoreError, MissingAssetError) as e:
+    except (UnknownNameError, ConfigError, store.StoreError, MissingAssetError, EngineError) as e:
         raise fail(str(e)) from None
     except FloatingPointError as e:
         raise fail(str(e), code=1) from None
@@ -156,7 +160,7 @@ def evaluate_run(
     try:
         path = store.find_run(out, run_ref)
         result = reevaluate(path, {k: v for k, v in overrides.items() if v is not None})
-    except (UnknownNameError, ConfigError, store.StoreError, MissingAssetError) as e:
+    except (UnknownNameError, ConfigError, store.StoreError, MissingAssetError, EngineError) as e:
         raise fail(str(e)) from None
     except KeyboardInterrupt:
         raise fail("interrupted; nothing was written", code=130) from None
@@ -325,7 +329,7 @@ def pool_build(
 ) -> None:
     """Sample (or find) the reference pool and the held-out reference samples of a task's prompts."""
     from harness.pool import PoolCache
-    from harness.task import build_task, load_task
+    from harness.task import ConfigError, build_task, load_task
 
     try:
         store.ensure_writable(out)
@@ -335,7 +339,7 @@ def pool_build(
         size = m or config.evaluation.pool_size
         pools.get(built, size, seed, stream="pool")
         pools.get(built, config.evaluation.reference_samples, seed, stream="held-out")
-    except (UnknownNameError, store.StoreError, MissingAssetError) as e:
+    except (UnknownNameError, ConfigError, store.StoreError, MissingAssetError, EngineError) as e:
         raise fail(str(e)) from None
     except KeyboardInterrupt:
         raise fail("interrupted; no partial pool was written", code=130) from None

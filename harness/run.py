@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 import harness
 from harness import store
+from harness.backends import require_backend
 from harness.evaluate import evaluate
 from harness.method import METHODS, AlignedPolicy, Method, MethodConfig, RunContext, TrainingCost
 from harness.pool import PoolCache
@@ -58,6 +59,7 @@ def resolve(
     """Validate everything before any work: names, method hyperparameters (task defaults, then `params`),
     evaluation settings (task defaults, then `evaluation`)."""
     task_config = with_evaluation(load_task(task), evaluation)
+    require_backend(task_config.params)
     method_cls = METHODS.get(method)
     merged = task_config.methods.get(method, {}) | (params or {})
     try:
@@ -117,7 +119,12 @@ def execute(spec: RunSpec, out: Path, force: bool = False) -> RunResult:
         store.write_jsonl(stage / store.SAMPLES, evaluation.records)
         results = {
             "harness_version": harness.__version__,
-            "task": {"name": spec.task.name, "version": spec.task.version, "metadata": task.metadata},
+            "task": {
+                "name": spec.task.name,
+                "version": spec.task.version,
+                "backend": backend_of(task),
+                "metadata": task.metadata,
+            },
             "method": spec.method_name,
             "config_hash": spec.hash(),
             "seed": spec.seed,
@@ -130,6 +137,11 @@ def execute(spec: RunSpec, out: Path, force: bool = False) -> RunResult:
         store.write_json(stage / store.RESULTS, results)
     shutil.rmtree(checkpoints, ignore_errors=True)  # the run is complete: nothing left to resume
     return RunResult(final, results, reused=False)
+
+
+def backend_of(task: Task) -> str | None:
+    """The backend that sampled the reference policy (`hf`, `vllm`; None for a task's own policy, e.g. toy)."""
+    return getattr(task.reference, "backend", None)
 
 
 def stored_spec(run_dir: Path) -> RunSpec:
@@ -178,7 +190,9 @@ def reevaluate(run_dir: Path, evaluation: dict[str, Any] | None = None) -> RunRe
     pools = PoolCache(run_dir.parents[2])  # the store the run lives in: <store>/<task>/<method>/<hash>
     policy = load_aligned(run_dir, spec, task, pools)
     result = evaluate(task, policy, spec.seed, pools)
-    results = store.read_json(run_dir / store.RESULTS) | {
+    stored = store.read_json(run_dir / store.RESULTS)
+    results = stored | {
+        "task": stored["task"] | {"backend": backend_of(task)},
         "evaluation": settings,
         "metrics": result.metrics,
         "bon_curve": result.bon_curve,
