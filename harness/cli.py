@@ -12,6 +12,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.markup import escape
 from rich.table import Table
 
 from harness import store
@@ -27,7 +28,7 @@ OutOption = Annotated[Path, typer.Option("--out", help="Results store directory.
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)  # e.g. '.[vllm-cpu]' is text
     return typer.Exit(code)
 
 

@@ -179,7 +179,8 @@ def _tiny_aclsum(tiny_lm: Path, tmp_path: Path, name: str, **params) -> Path:
     """The aclsum task over the tiny policy, small, with `params` changed, as a task file."""
     config = yaml.safe_load(Path(TASKS.target("aclsum")).read_text())
     config["name"] = name
-    config["params"] |= {"policy": str(tiny_lm), "n_eval_prompts": 2, "n_train_prompts": 0, **params}
+    config["params"] |= {"policy": str(tiny_lm), "n_eval_prompts": 2, "n_train_prompts": 0, "max_source_tokens": 400}
+    config["params"] |= params
     config["generation"]["max_new_tokens"] = 6
     config["evaluation"] = {"samples_per_prompt": 4, "reference_samples": 4, "pool_size": 4, "bootstrap": 200}
     path = tmp_path / f"{name}.yaml"
