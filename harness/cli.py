@@ -14,22 +14,49 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.markup import escape
 from rich.table import Table
+from typer.core import TyperGroup
 
 from harness import store
 from harness.assets import MissingAssetError
 from harness.backends import EngineError
-from harness.registry import UnknownNameError
+from harness.registry import BadNameError, DuplicateNameError, UnknownNameError
+from harness.task import ConfigError
 
-app = typer.Typer(help="Benchmark and evaluation harness for Best-of-N alignment methods.", no_args_is_help=True)
 console = Console()
 err = Console(stderr=True)
 
-OutOption = Annotated[Path, typer.Option("--out", help="Results store directory.")]
+# Bad input from the user: one line on stderr and exit status 2, whichever command met it.
+USER_ERRORS = (
+    UnknownNameError,
+    BadNameError,
+    DuplicateNameError,
+    ConfigError,
+    store.StoreError,
+    MissingAssetError,
+    EngineError,
+)
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)  # e.g. '.[vllm-cpu]' is text
+    line = " ".join(str(message).split())
+    err.print(f"[bold red]error:[/] {escape(line)}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
+
+
+class _Commands(TyperGroup):
+    """The one error handler of every command: user errors become one line and exit status 2."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except USER_ERRORS as e:
+            raise fail(str(e)) from None
+
+
+app = typer.Typer(
+    cls=_Commands, help="Benchmark and evaluation harness for Best-of-N alignment methods.", no_args_is_help=True
+)
+OutOption = Annotated[str, typer.Option("--out", help="Results store directory.")]
 
 
 @app.callback()
@@ -49,16 +76,43 @@ def _terminate(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
-def _parse_params(params: list[str]) -> dict[str, Any]:
+def parse_value(text: str) -> Any:
+    """A -p value as YAML reads a plain scalar or a flat flow list (numbers, strings, booleans, [1, 2]); tags,
+    anchors and mappings are refused, so that a value never constructs anything."""
     import yaml
 
+    refused = (yaml.TagToken, yaml.AnchorToken, yaml.AliasToken, yaml.KeyToken)
+    scalar = (int, float, str, bool, type(None))
+    try:
+        if any(isinstance(t, refused) for t in yaml.scan(text, Loader=yaml.SafeLoader)):
+            raise ValueError
+        value = yaml.safe_load(text)
+    except (yaml.YAMLError, ValueError):
+        value = ...
+    if not (isinstance(value, scalar) or (isinstance(value, list) and all(isinstance(v, scalar) for v in value))):
+        raise ConfigError(f"value {text!r} is not a number, a string, a boolean or a flat list")
+    return value
+
+
+def _parse_params(params: list[str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for item in params:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise fail(f"--param {item!r} is not KEY=VALUE")
-        out[key] = yaml.safe_load(value)
+            raise ConfigError(f"--param {item!r} is not KEY=VALUE")
+        try:
+            out[key] = parse_value(value)
+        except ConfigError as e:
+            raise ConfigError(f"--param {key}: {e}") from None
     return out
+
+
+def _seed(seed: int) -> int:
+    from harness.seeding import MAX_SEED
+
+    if not 0 <= seed <= MAX_SEED:
+        raise ConfigError(f"--seed {seed}: a seed is a whole number from 0 to {MAX_SEED}")
+    return seed
 
 
 def metrics_table(results: dict[str, Any]) -> Table:
@@ -108,23 +162,24 @@ def run(
     pool_size: Annotated[
         int | None, typer.Option(help="Reference pool samples per prompt; best-of-n reads n <= it (task default).")
     ] = None,
-    out: OutOption = Path("runs"),
+    out: OutOption = "runs",
     force: Annotated[bool, typer.Option(help="Recompute even if this config already finished.")] = False,
 ) -> None:
     """Align with one method on one task, evaluate it and store the run."""
-    from harness.run import ConfigError, execute, resolve
+    from harness.run import execute, resolve
 
     params = _parse_params(param)
     if n is not None:
-        params["n"] = n
+        if "n" in params and params["n"] != parse_value(n):
+            raise ConfigError(f"--n {n} and --param n={params['n']} disagree: give one of them")
+        params["n"] = parse_value(n)
+    root = store.root(out)
     try:
         overrides = {"samples_per_prompt": samples, "pool_size": pool_size}
         spec = resolve(
             task, method, params, seed=seed, evaluation={k: v for k, v in overrides.items() if v is not None}
         )
-        result = execute(spec, out, force=force)
-    except (UnknownNameError, ConfigError, store.StoreError, MissingAssetError, EngineError) as e:
-        raise fail(str(e)) from None
+        result = execute(spec, root, force=force)
     except FloatingPointError as e:
         raise fail(str(e), code=1) from None
     except KeyboardInterrupt:
@@ -150,19 +205,20 @@ def evaluate_run(
     reference_samples: Annotated[
         int | None, typer.Option(help="Held-out reference samples per prompt for win rates (the run's setting).")
     ] = None,
-    out: OutOption = Path("runs"),
+    out: OutOption = "runs",
+    trust: Annotated[
+        bool, typer.Option(help="Build the run's task even if its builder is no registered task's (runs its code).")
+    ] = False,
 ) -> None:
     """Evaluate a stored run's policy again (its saved weights; nothing is retrained), e.g. with more samples.
 
     The result goes to <run>/evaluations/<hash>/ beside the run's own results, which stay as they are."""
-    from harness.run import ConfigError, reevaluate
+    from harness.run import reevaluate
 
     overrides = {"samples_per_prompt": samples, "pool_size": pool_size, "reference_samples": reference_samples}
     try:
-        path = store.find_run(out, run_ref)
-        result = reevaluate(path, {k: v for k, v in overrides.items() if v is not None})
-    except (UnknownNameError, ConfigError, store.StoreError, MissingAssetError, EngineError) as e:
-        raise fail(str(e)) from None
+        path = store.find_run(store.root(out), run_ref)
+        result = reevaluate(path, {k: v for k, v in overrides.items() if v is not None}, trust=trust)
     except KeyboardInterrupt:
         raise fail("interrupted; nothing was written", code=130) from None
     print_results(result.results)
@@ -182,30 +238,34 @@ def offtarget(
     ] = "harness_imdb_heldout",
     limit: Annotated[int | None, typer.Option(min=1, help="Documents per lm-eval task (default: all).")] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="lm-eval batch size.")] = 8,
-    out: OutOption = Path("runs"),
+    out: OutOption = "runs",
     force: Annotated[bool, typer.Option(help="Evaluate again even if these settings were evaluated.")] = False,
+    trust: Annotated[
+        bool, typer.Option(help="Build a run's task even if its builder is no registered task's (runs its code).")
+    ] = False,
 ) -> None:
     """Off-target effects of a stored run: length, distinct-n and perplexity under pi_ref of its outputs, and
-    lm-eval tasks over its weights. Added to the run's results.json (and so to its leaderboard)."""
+    lm-eval tasks over its weights. Stored beside the run (offtarget.json), and so on its leaderboard."""
     from harness.offtarget import offtarget as evaluate_offtarget
 
     if (run_ref is None) == (task is None):
         raise fail("give either RUN or --task")
     names = [t.strip() for t in tasks.split(",") if t.strip()]
+    root = store.root(out)
     try:
         if run_ref is not None:
-            paths = [store.find_run(out, run_ref)]
+            paths = [store.find_run(root, run_ref)]
         else:
-            paths = [p for p in store.list_runs(out) if p.parent.parent.name == task]
+            paths = [path for path, _, results in store.load_runs(root) if results["task"]["name"] == task]
             if not paths:
-                raise store.StoreError(f"no finished runs of task {task!r} under {out}")
+                raise store.StoreError(f"no finished runs of task {task!r} under {root}")
         for path in paths:
-            entry = evaluate_offtarget(path, names, limit=limit, batch_size=batch_size, force=force)
+            entry = evaluate_offtarget(path, names, limit=limit, batch_size=batch_size, force=force, trust=trust)
             console.print(offtarget_table(path, entry))
-    except (UnknownNameError, ValueError, store.StoreError, MissingAssetError) as e:
+    except ValueError as e:
         raise fail(str(e)) from None
     except KeyboardInterrupt:
-        raise fail("interrupted; the results.json of the run being evaluated is as it was", code=130) from None
+        raise fail("interrupted; the run being evaluated is as it was", code=130) from None
 
 
 def offtarget_table(path: Path, entry: dict[str, Any]) -> Table:
@@ -238,23 +298,21 @@ def sweep(
     address: Annotated[
         str | None, typer.Option(help="Ray cluster address (e.g. ray://host:10001); default: a local Ray instance.")
     ] = None,
-    out: OutOption = Path("runs"),
+    out: OutOption = "runs",
     force: Annotated[bool, typer.Option(help="Recompute cells that already finished.")] = False,
 ) -> None:
     """Run a grid of task x method x hyperparameters x seeds; finished cells are skipped, interrupted ones resume."""
     from harness import sweep as sweeps
 
-    try:
-        plan = sweeps.load(file)
-        store.ensure_writable(out)
-    except (sweeps.SweepError, store.StoreError) as e:
-        raise fail(str(e)) from None
+    plan = sweeps.load(file)
+    root = store.root(out)
+    store.ensure_writable(root)
     console.print(f"{file}: {len(plan.cells)} cells", highlight=False)
     try:
         if executor is Executor.ray:
-            outcomes = sweeps.run_ray(plan, out, address, force)
+            outcomes = sweeps.run_ray(plan, root, address, force)
         else:
-            outcomes = sweeps.run_local(plan, out, force)
+            outcomes = sweeps.run_local(plan, root, force)
     except KeyboardInterrupt:
         raise fail("interrupted; finished cells are stored, the others resume when the sweep runs again", 130) from None
     failed = [o for o in outcomes if o.error]
@@ -269,20 +327,22 @@ def sweep(
 
 board_app = typer.Typer(help="Leaderboards of a task from the results store.", no_args_is_help=True)
 app.add_typer(board_app, name="leaderboard")
+WithPublished = Annotated[
+    bool, typer.Option(help="Rank the store's runs among the rows already published in <dest>/<task>/results.jsonl.")
+]
 
 
 @board_app.command("build")
 def leaderboard_build(
     task: Annotated[str, typer.Option(help="Task whose runs to rank.")],
-    out: OutOption = Path("runs"),
+    out: OutOption = "runs",
+    with_published: WithPublished = False,
+    dest: Annotated[Path, typer.Option(help="Directory of published leaderboards.")] = Path("leaderboards"),
 ) -> None:
     """Print the leaderboard of a task: one row per (method, setting) aggregated over seeds."""
     from harness import leaderboard
 
-    try:
-        df = leaderboard.build(out, task)
-    except store.StoreError as e:
-        raise fail(str(e)) from None
+    df = leaderboard.build(store.root(out), task, dest if with_published else None)
     shown = leaderboard.display(df)
     table = Table(title=f"leaderboard: {task} ({len(df)} rows, runs in {out})")
     for col in shown.columns:
@@ -290,6 +350,8 @@ def leaderboard_build(
     for row in shown.itertuples(index=False):
         table.add_row(*(str(x) for x in row))
     console.print(table)
+    for note in leaderboard.footnotes(df):
+        console.print(note, highlight=False)
     matched = leaderboard.matched_kl(df)
     if len(matched):
         console.print("best win rate at matched KL:")
@@ -303,18 +365,18 @@ def leaderboard_build(
 @board_app.command("publish")
 def leaderboard_publish(
     task: Annotated[str, typer.Option(help="Task whose leaderboard to publish.")],
-    out: OutOption = Path("runs"),
+    out: OutOption = "runs",
     dest: Annotated[Path, typer.Option(help="Directory of published leaderboards.")] = Path("leaderboards"),
+    with_published: WithPublished = False,
 ) -> None:
-    """Write <dest>/<task>/: leaderboard.md, leaderboard.csv, index.html, reward_kl.png, winrate_kl.png and the
-    raw results behind them (results.jsonl)."""
+    """Write <dest>/<task>/: leaderboard.md, leaderboard.csv, index.html, the plots against KL and the raw results
+    behind them (results.jsonl), and <dest>/index.html, the page of every board. It replaces only a previous
+    publication of the task."""
     from harness import leaderboard
 
-    try:
-        path = leaderboard.publish(out, task, dest)
-    except store.StoreError as e:
-        raise fail(str(e)) from None
-    console.print(f"published: {path}  ({', '.join(leaderboard.FILES)})", highlight=False)
+    path = leaderboard.publish(store.root(out), task, dest, with_published)
+    files = sorted(p.name for p in path.iterdir() if not p.name.startswith("."))
+    console.print(f"published: {path}  ({', '.join(files)})", highlight=False)
 
 
 pool_app = typer.Typer(help="The shared reference pool of a task.", no_args_is_help=True)
@@ -326,26 +388,39 @@ def pool_build(
     task: Annotated[str, typer.Option(help="Registered task (see `harness ls tasks`).")],
     m: Annotated[int | None, typer.Option("--m", min=1, help="Samples per prompt (task's pool_size).")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the pool (the run seed that will reuse it).")] = 0,
-    out: OutOption = Path("runs"),
+    out: OutOption = "runs",
 ) -> None:
     """Sample (or find) the reference pool and the held-out reference samples of a task's prompts."""
     from harness.pool import PoolCache
-    from harness.task import ConfigError, build_task, load_task
+    from harness.task import build_task, load_task
 
+    root = store.root(out)
     try:
-        store.ensure_writable(out)
+        store.ensure_writable(root)
         config = load_task(task)
         built = build_task(config)
-        pools = PoolCache(out)
+        pools = PoolCache(root)
         size = m or config.evaluation.pool_size
-        pools.get(built, size, seed, stream="pool")
+        pools.get(built, size, _seed(seed), stream="pool")
         pools.get(built, config.evaluation.reference_samples, seed, stream="held-out")
-    except (UnknownNameError, ConfigError, store.StoreError, MissingAssetError, EngineError) as e:
-        raise fail(str(e)) from None
     except KeyboardInterrupt:
         raise fail("interrupted; no partial pool was written", code=130) from None
     console.print(f"pool: {pools.path(built, size, seed, 'pool')}", highlight=False)
     console.print(f"sampled {pools.sampled} completions ({'reused from disk' if not pools.sampled else 'now cached'})")
+
+
+@app.command()
+def gc(out: OutOption = "runs") -> None:
+    """Clean the results store: remove what killed writers left behind (staging directories, with any policy
+    weights inside), reference pools and checkpoints that fail their checksums, and report broken runs (which
+    `harness run ... --force` recomputes). Finished runs that read correctly are never touched."""
+    removed = store.gc(store.root(out))
+    for path, why in removed:
+        console.print(f"removed {path}  [dim]({why})[/]", highlight=False)
+    broken = store.broken_runs(store.root(out))
+    for _, why in broken:
+        err.print(f"broken run (recompute it with --force, or delete it): {escape(why)}", highlight=False)
+    console.print(f"{len(removed)} removed, {len(broken)} broken runs", highlight=False)
 
 
 class Listable(StrEnum):
@@ -355,7 +430,7 @@ class Listable(StrEnum):
 
 
 @app.command("ls")
-def ls(what: Annotated[Listable, typer.Argument(help="What to list.")], out: OutOption = Path("runs")) -> None:
+def ls(what: Annotated[Listable, typer.Argument(help="What to list.")], out: OutOption = "runs") -> None:
     """List registered methods or tasks, or the runs in the store."""
     if what is Listable.methods:
         from harness.method import METHODS
@@ -371,8 +446,7 @@ def ls(what: Annotated[Listable, typer.Argument(help="What to list.")], out: Out
         table = Table()
         for col in ("task", "method", "config_hash", "seed", "win_rate", "kl", "path"):
             table.add_column(col)
-        for path in store.list_runs(out):
-            r = store.read_json(path / store.RESULTS)
+        for path, _, r in store.load_runs(store.root(out)):
             m = r["metrics"]
             kl = next((m[k] for k in ("kl_exact", "kl_mc", "kl_bon_beirami") if k in m), None)
             table.add_row(
@@ -390,15 +464,11 @@ def ls(what: Annotated[Listable, typer.Argument(help="What to list.")], out: Out
 @app.command()
 def show(
     run_ref: Annotated[str, typer.Argument(metavar="RUN", help="A run directory or a config hash (prefix).")],
-    out: OutOption = Path("runs"),
+    out: OutOption = "runs",
 ) -> None:
     """Show a stored run's config, metrics (off-target ones included, where evaluated) and cost."""
-    try:
-        path = store.find_run(out, run_ref)
-    except store.StoreError as e:
-        raise fail(str(e)) from None
-    results = store.read_json(path / store.RESULTS)
-    config = store.read_json(path / store.CONFIG)
+    path = store.find_run(store.root(out), run_ref)
+    config, results = store.read_run(path)
     console.print(f"run: {path}", highlight=False)
     console.print_json(data={"method": config["method"], "seed": config["seed"], "task": results["task"]})
     print_results(results)

@@ -7,23 +7,37 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
 
 from harness.policy import Completions, Prompt
 from harness.pool import Pool, PoolCache
 from harness.registry import Registry, package_modules
-from harness.task import Task
+from harness.task import StrictModel, Task
 
 log = logging.getLogger(__name__)
 
 
-class MethodConfig(BaseModel):
-    """Base of every method's hyperparameters: each field has a default, a range and a one-line help."""
+MAX_N = 4096  # samples per output of a best-of-n-type method
 
-    model_config = ConfigDict(extra="forbid")
+
+class MethodConfig(StrictModel):
+    """Base of every method's hyperparameters: each field has a default, a range and a one-line help.
+
+    A field that cannot change a run's results (how often to log or checkpoint) is marked operational with
+    `Field(..., json_schema_extra=OPERATIONAL)`: it is stored with the run but is not part of its identity."""
+
+    def operational(self) -> set[str]:
+        """Names of the fields marked operational."""
+        return {
+            name
+            for name, field in type(self).model_fields.items()
+            if isinstance(field.json_schema_extra, dict) and field.json_schema_extra.get("operational")
+        }
+
+
+OPERATIONAL: dict[str, Any] = {"operational": True}
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Off-target evaluation of a stored run: what aligning changed besides the reward.
 
-Two parts, both added to the run's results.json under "offtarget" (written atomically; the run's samples are
-not touched):
+Two parts, both stored in the run's offtarget.json (written atomically; the run's own files are not touched,
+and the store reads the entry back as the results' "offtarget"):
 - the harness's own metrics, from the run's stored outputs: mean length, distinct-n and the perplexity of the
   outputs under pi_ref, each a mean over prompts with a bootstrap 95% interval like every other metric;
 - lm-eval (`lm_eval.simple_evaluate` with its HF model wrapper) on a list of lm-eval tasks over the run's
@@ -139,11 +139,11 @@ def lm_eval_scores(
 
 def _weights(run_dir: Path, task: Any) -> tuple[Any, str]:
     """The transformers model of a run's policy, and which weights these are."""
-    if (run_dir / "policy").is_dir():
+    if (run_dir / store.POLICY).is_dir():
         from harness.method import TrainingCost
         from harness.train import load_trained
 
-        policy = load_trained(task, run_dir / "policy", TrainingCost()).policy
+        policy = load_trained(task, run_dir / store.POLICY, TrainingCost()).policy
         model = policy.model  # type: ignore[attr-defined]
         if hasattr(model, "merge_and_unload"):  # a LoRA adapter: fold it into the weights
             model = model.merge_and_unload()
@@ -159,25 +159,27 @@ def offtarget(
     limit: int | None = None,
     batch_size: int = 8,
     force: bool = False,
+    trust: bool = False,
 ) -> dict[str, Any]:
-    """Off-target metrics of a stored run, added to its results.json (returned as they are where the same
-    settings were already evaluated, unless `force`)."""
+    """Off-target metrics of a stored run, stored beside it (returned as they are where the same settings were
+    already evaluated, unless `force`). The run's task is rebuilt only where its builder is a registered
+    task's, or with `trust`."""
     from harness.run import stored_spec
     from harness.task import build_task
 
     check_lm_eval_tasks(tasks)
-    results = store.read_json(run_dir / store.RESULTS)
+    _, results = store.read_run(run_dir)
     settings = {"lm_eval_tasks": list(tasks), "limit": limit}
     if not force and results.get("offtarget", {}).get("settings") == settings:
         return results["offtarget"]
     spec = stored_spec(run_dir)
-    records = store.read_jsonl(run_dir / store.SAMPLES)
+    records = store.read_samples(run_dir)
     evaluation = spec.task.evaluation
     n = results["cost"]["samples_per_output"]
     metrics, notes = own_metrics(records, evaluation.samples_per_prompt, n, spec.seed, evaluation.bootstrap)
     entry: dict[str, Any] = {"settings": settings, "metrics": metrics, "notes": notes}
     if tasks:
-        task = build_task(spec.task)
+        task = build_task(spec.task, trusted=trust)
         tokenizer = getattr(task.reference, "tokenizer", None)
         if tokenizer is None:
             raise ValueError(f"task {spec.task.name!r} has no transformers tokenizer to evaluate with lm-eval")
@@ -187,7 +189,5 @@ def offtarget(
             "lm_eval_version": version("lm-eval"),
             "results": lm_eval_scores(model, tokenizer, list(tasks), limit, batch_size),
         }
-    results = store.read_json(run_dir / store.RESULTS)  # as it is now, in case it changed meanwhile
-    results["offtarget"] = entry
-    store.write_json(run_dir / store.RESULTS, results)
+    store.write_offtarget(run_dir, entry)
     return entry

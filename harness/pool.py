@@ -7,15 +7,13 @@ against, reward CDFs, preference pairs.
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-import jsonlines
 import numpy as np
 
-from harness import seeding
+from harness import seeding, store
 from harness.policy import Completions, Prompt
 from harness.store import config_hash, staged, write_json, write_jsonl
 from harness.task import Task
@@ -57,7 +55,7 @@ class PoolCache:
             "seed": seed,
             "stream": stream,
         }
-        return self.root / ".pools" / task.config.name / config_hash(key)
+        return store.pool_dir(self.root, task.config.name, config_hash(key))
 
     def get(self, task: Task, m: int, seed: int, stream: str = "pool") -> Pool:
         """The pool of `m` samples per prompt; stream "train" covers the training prompts, the others the
@@ -68,7 +66,7 @@ class PoolCache:
         path = self.path(task, m, seed, stream)
         if (path / "pool.jsonl").is_file():
             log.info("reusing the reference pool %s", path)
-            return _load(path, len(prompts))
+            return _load(path, len(prompts), m)
         log.info("sampling a reference pool of %d per prompt for %d prompts", m, len(prompts))
         c = task.reference.sample(prompts, m, seeding.derive_seed(seed, STREAMS[stream]))
         if c.ref_token_logprobs is None:
@@ -104,21 +102,28 @@ def _save(pool: Pool, prompts: list[Prompt], path: Path, meta: dict) -> None:
     with staged(path) as stage:
         write_jsonl(stage / "pool.jsonl", records)
         write_json(stage / "meta.json", meta)
+        store.seal(stage)
 
 
-def _load(path: Path, n_prompts: int) -> Pool:
-    with jsonlines.open(path / "pool.jsonl") as r:
-        rows = list(r)
-    m = json.loads((path / "meta.json").read_text())["m"]
-    by = [rows[i * m : (i + 1) * m] for i in range(n_prompts)]
-    lps = [[np.asarray(x["token_logprobs"], np.float64) for x in row] for row in by]
-    return Pool(
-        completions=Completions(
-            tokens=[[tuple(x["tokens"]) for x in row] for row in by],
-            text=[[x["text"] for x in row] for row in by],
-            token_logprobs=lps,
-            ref_token_logprobs=lps,
-        ),
-        rewards=[np.array([x["reward"] for x in row]) for row in by],
-        gold=None if by[0][0]["gold_reward"] is None else [np.array([x["gold_reward"] for x in row]) for row in by],
-    )
+def _load(path: Path, n_prompts: int, m: int) -> Pool:
+    remedy = "remove it with `harness gc`, and it is sampled again on next use"
+    store.verify(path, "pool.jsonl", "meta.json", remedy=remedy)
+    rows = store.read_jsonl(path / "pool.jsonl")
+    meta = store.read_json(path / "meta.json")
+    if not isinstance(meta, dict) or meta.get("m") != m or len(rows) != n_prompts * m:
+        raise store.CorruptError(f"reference pool {path} does not hold {n_prompts} x {m} samples; {remedy}")
+    try:
+        by = [rows[i * m : (i + 1) * m] for i in range(n_prompts)]
+        lps = [[np.asarray(x["token_logprobs"], np.float64) for x in row] for row in by]
+        return Pool(
+            completions=Completions(
+                tokens=[[tuple(x["tokens"]) for x in row] for row in by],
+                text=[[x["text"] for x in row] for row in by],
+                token_logprobs=lps,
+                ref_token_logprobs=lps,
+            ),
+            rewards=[np.array([x["reward"] for x in row]) for row in by],
+            gold=None if by[0][0]["gold_reward"] is None else [np.array([x["gold_reward"] for x in row]) for row in by],
+        )
+    except (KeyError, TypeError, ValueError) as e:
+        raise store.CorruptError(f"reference pool {path} has a malformed record ({e!r}); {remedy}") from None

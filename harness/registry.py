@@ -15,12 +15,29 @@ from __future__ import annotations
 import difflib
 import importlib
 import importlib.util
+import re
 from collections.abc import Callable, Iterable
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
+
+# Task and method names are directory names in the results store: letters, digits, '_', '-' and '.', not starting
+# with '.' or '-', so that no name can be empty, hidden, a path or '..'.
+NAME_PATTERN = r"[A-Za-z0-9_][A-Za-z0-9._-]{0,99}"
+
+
+class BadNameError(ValueError):
+    """A task or method name that cannot name a directory of the results store."""
+
+
+def check_name(kind: str, name: object) -> str:
+    if not isinstance(name, str) or not re.fullmatch(NAME_PATTERN, name):
+        raise BadNameError(
+            f"invalid {kind} name {name!r}: use 1-100 letters, digits, '_', '-' or '.', not starting with '.' or '-'"
+        )
+    return name
 
 
 class UnknownNameError(LookupError):
@@ -35,6 +52,10 @@ class UnknownNameError(LookupError):
         return str(self.args[0])
 
 
+class DuplicateNameError(ValueError):
+    """Two registrations (built-in or entry point) of one name."""
+
+
 class Registry(Generic[T]):
     def __init__(self, kind: str, group: str, builtins: Callable[[], Iterable[tuple[str, str]]] | None = None):
         self.kind = kind
@@ -45,6 +66,8 @@ class Registry(Generic[T]):
 
     def register(self, name: str, target: str | T | None = None) -> Callable[[T], T]:
         """Register `target` under `name`; without a target, return a decorator that registers its argument."""
+
+        check_name(self.kind, name)
 
         def decorate(obj: T) -> T:
             self._entries[name] = obj
@@ -59,12 +82,22 @@ class Registry(Generic[T]):
             return
         self._discovered = True
         found: dict[str, str | T] = {}
+        where: dict[str, str] = {}
         if self._builtins is not None:
-            found.update(self._builtins())
+            for name, target in self._builtins():
+                found[name], where[name] = target, f"the built-in {target}"
         for ep in entry_points(group=self.group):
-            found.setdefault(ep.name, ep.value)
-        for name, target in found.items():
-            self._entries.setdefault(name, target)
+            check_name(self.kind, ep.name)
+            if ep.name in found:
+                dist = f" of {ep.dist.name}" if ep.dist is not None else ""
+                raise DuplicateNameError(
+                    f"{self.kind} {ep.name!r} is registered twice: by {where[ep.name]} and by the entry point "
+                    f"{ep.value}{dist} (group {self.group}); rename one of them"
+                )
+            found[ep.name] = ep.value
+            where[ep.name] = f"the entry point {ep.value}" + (f" of {ep.dist.name}" if ep.dist is not None else "")
+        for name, entry in found.items():
+            self._entries.setdefault(name, entry)
 
     def names(self) -> list[str]:
         self._discover()
@@ -88,9 +121,12 @@ class Registry(Generic[T]):
         if not isinstance(target, str):
             return target
         module_name, _, attr = target.partition(":")
-        module = importlib.import_module(module_name)
+        try:
+            module = importlib.import_module(module_name)
+            obj: T = getattr(module, attr) if attr else None  # type: ignore[assignment]
+        except (ImportError, AttributeError) as e:
+            raise UnknownNameError(f"{self.kind} {name!r} cannot be loaded from {target!r}: {e}", self.kind) from None
         if attr:
-            obj: T = getattr(module, attr)
             self._entries[name] = obj
             return obj
         loaded = self._entries[name]

@@ -17,12 +17,21 @@ from typing import Any
 from pydantic import ValidationError
 
 import harness
-from harness import store
+from harness import seeding, store
 from harness.backends import require_backend
 from harness.evaluate import evaluate
 from harness.method import METHODS, AlignedPolicy, Method, MethodConfig, RunContext, TrainingCost
 from harness.pool import PoolCache
-from harness.task import ConfigError, Task, TaskConfig, build_task, load_task, one_line, validation_fields
+from harness.task import (
+    ConfigError,
+    Task,
+    TaskConfig,
+    build_task,
+    builder,
+    load_task,
+    one_line,
+    validation_fields,
+)
 
 log = logging.getLogger(__name__)
 
@@ -38,15 +47,42 @@ class RunSpec:
     seed: int
 
     def resolved(self) -> dict[str, Any]:
-        """The fully resolved config whose hash names the run."""
+        """The fully resolved config (config.json): the run's identity, whose hash names the run, and apart from
+        it the method's operational settings."""
+        operational = self.config.operational()
         return {
+            "hash_scheme": HASH_SCHEME,
             "task": self.task.model_dump(exclude={"methods"}),
-            "method": {"name": self.method_name, **self.config.model_dump()},
+            "method": {"name": self.method_name, **self.config.model_dump(exclude=operational)},
+            "operational": self.config.model_dump(include=operational),
             "seed": self.seed,
         }
 
     def hash(self) -> str:
-        return store.config_hash(self.resolved())
+        return store.config_hash(identity(self.resolved()))
+
+    def legacy_hash(self) -> str:
+        """The hash that scheme 1 gave this config (the whole config, operational settings included), under which
+        a store written before scheme 2 holds its run."""
+        method = {"name": self.method_name, **self.config.model_dump()}
+        return store.config_hash(
+            {"task": self.task.model_dump(exclude={"methods"}), "method": method, "seed": self.seed}
+        )
+
+
+# 1: the whole config.json was hashed. 2: the method's operational settings (logging, checkpointing) are stored
+# apart from the identity and left out of the hash, which includes "hash_scheme".
+HASH_SCHEME = 2
+LEGACY_OPERATIONAL = ("log_every", "checkpoint_every")  # the operational method settings of hash scheme 1
+
+
+def identity(config: dict[str, Any]) -> dict[str, Any]:
+    """What makes a stored config.json's results what they are: everything but its operational settings. Reads
+    every hash scheme (a scheme-1 config kept its operational settings among the method's)."""
+    if config.get("hash_scheme", 1) == 1:
+        method = {k: v for k, v in config["method"].items() if k not in LEGACY_OPERATIONAL}
+        return {k: v for k, v in config.items() if k != "method"} | {"method": method}
+    return {k: v for k, v in config.items() if k != "operational"}
 
 
 def resolve(
@@ -58,7 +94,10 @@ def resolve(
 ) -> RunSpec:
     """Validate everything before any work: names, method hyperparameters (task defaults, then `params`),
     evaluation settings (task defaults, then `evaluation`)."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= seeding.MAX_SEED:
+        raise ConfigError(f"seed = {seed!r}: a seed is a whole number from 0 to {seeding.MAX_SEED}")
     task_config = with_evaluation(load_task(task), evaluation)
+    builder(task_config)  # importable and callable, before any work
     require_backend(task_config.params)
     method_cls = METHODS.get(method)
     merged = task_config.methods.get(method, {}) | (params or {})
@@ -89,16 +128,14 @@ class RunResult:
 
 
 def execute(spec: RunSpec, out: Path, force: bool = False) -> RunResult:
-    """Run the cell into the store, or return the stored run when this config already finished."""
+    """Run the cell into the store, or return the stored run when this config already finished. One process at
+    a time writes a run: a second one waits for it and then finds the run finished."""
     store.ensure_writable(out)
     final = store.run_path(out, spec.task.name, spec.method_name, spec.hash())
-    if store.is_complete(final) and not force:
-        log.info("already finished: %s (use --force to recompute)", final)
-        return RunResult(final, store.read_json(final / store.RESULTS), reused=True)
+    checkpoints = store.checkpoint_dir(out, spec.task.name, spec.method_name, spec.hash())
 
     from harness.distributed import process_state
 
-    checkpoints = out / ".checkpoints" / spec.task.name / spec.method_name / spec.hash()
     if not process_state().is_main_process:
         # another process of a multi-process (accelerate) run: it trains its share; the main process evaluates
         # and writes the run
@@ -107,6 +144,23 @@ def execute(spec: RunSpec, out: Path, force: bool = False) -> RunResult:
             spec.method(spec.config).align(ctx)
         return RunResult(final, {}, reused=False, worker=True)
 
+    legacy = store.run_path(out, spec.task.name, spec.method_name, spec.legacy_hash())
+    if store.is_complete(legacy) and not force and not store.is_complete(final):
+        log.info("already finished under its hash scheme 1 name: %s (use --force to recompute)", legacy)
+        return RunResult(legacy, store.read_run(legacy)[1], reused=True)
+    with store.run_lock(out, final):
+        if store.is_complete(final) and not force:
+            log.info("already finished: %s (use --force to recompute)", final)
+            shutil.rmtree(checkpoints, ignore_errors=True)  # left by a writer killed after it stored the run
+            return RunResult(final, store.read_run(final)[1], reused=True)
+        if force:
+            shutil.rmtree(checkpoints, ignore_errors=True)  # --force starts training afresh
+        results = _compute(spec, out, final, checkpoints)
+    shutil.rmtree(checkpoints, ignore_errors=True)  # the run is complete: nothing left to resume
+    return RunResult(final, results, reused=False)
+
+
+def _compute(spec: RunSpec, out: Path, final: Path, checkpoints: Path) -> dict[str, Any]:
     started, t0 = datetime.now(UTC), time.perf_counter()
     with store.staged(final) as stage:
         store.write_json(stage / store.CONFIG, spec.resolved())
@@ -132,11 +186,15 @@ def execute(spec: RunSpec, out: Path, force: bool = False) -> RunResult:
             "bon_curve": evaluation.bon_curve,
             "cost": evaluation.cost,
             "provenance": provenance(),
-            "timing": {"started_at": started.isoformat(), "wall_seconds": round(time.perf_counter() - t0, 3)},
+            "timing": {
+                "started_at": started.isoformat(),
+                "wall_seconds": round(time.perf_counter() - t0, 3),
+                "training_seconds": policy.training.seconds,
+            },
         }
         store.write_json(stage / store.RESULTS, results)
-    shutil.rmtree(checkpoints, ignore_errors=True)  # the run is complete: nothing left to resume
-    return RunResult(final, results, reused=False)
+        store.seal(stage)
+    return results
 
 
 def backend_of(task: Task) -> str | None:
@@ -146,8 +204,8 @@ def backend_of(task: Task) -> str | None:
 
 def stored_spec(run_dir: Path) -> RunSpec:
     """The spec of a stored run, from its own config.json (not from the task's current YAML)."""
-    config = store.read_json(run_dir / store.CONFIG)
-    method = dict(config["method"])
+    config, _ = store.read_run(run_dir)
+    method = dict(config["method"]) | config.get("operational", {})
     name = method.pop("name")
     cls = METHODS.get(name)
     return RunSpec(
@@ -162,35 +220,38 @@ def stored_spec(run_dir: Path) -> RunSpec:
 def load_aligned(run_dir: Path, spec: RunSpec, task: Task, pools: PoolCache) -> AlignedPolicy:
     """A stored run's aligned policy: the trained weights saved in its `policy/` directory, or, for an
     inference-only method (no training), the method aligned again (which trains nothing)."""
-    results = store.read_json(run_dir / store.RESULTS)
+    _, results = store.read_run(run_dir)
     cost = results["cost"]
-    if (run_dir / "policy").is_dir():
+    if (run_dir / store.POLICY).is_dir():
         from harness.train import load_trained
 
-        training = TrainingCost(cost["training_steps"], cost["training_tokens"], cost["training_seconds"])
-        return load_trained(task, run_dir / "policy", training)
+        seconds = results.get("timing", {}).get("training_seconds", cost.get("training_seconds", 0.0))
+        training = TrainingCost(cost["training_steps"], cost["training_tokens"], seconds)
+        return load_trained(task, run_dir / store.POLICY, training)
     if cost["training_steps"]:
         raise store.StoreError(f"run {run_dir} trained a policy but has no saved policy/ directory")
     return spec.method(spec.config).align(RunContext(task=task, seed=spec.seed, out_dir=run_dir, pools=pools))
 
 
-def reevaluate(run_dir: Path, evaluation: dict[str, Any] | None = None) -> RunResult:
+def reevaluate(run_dir: Path, evaluation: dict[str, Any] | None = None, trust: bool = False) -> RunResult:
     """Evaluate a stored run's policy again, with its evaluation settings updated by `evaluation`, into
     `<run>/evaluations/<hash of the settings and seed>/` (results.json, samples.jsonl); the run's own files are
-    left as they are. An evaluation that is already stored is returned as it is."""
+    left as they are. An evaluation that is already stored is returned as it is. The run's task is rebuilt only
+    where its builder is a registered task's, or with `trust` (building runs the builder's code)."""
+    out = store.store_of(run_dir)
     spec = stored_spec(run_dir)
     spec.task = with_evaluation(spec.task, evaluation)
     settings = spec.task.evaluation.model_dump()
     key = store.config_hash({"evaluation": settings, "seed": spec.seed})
-    final = run_dir / "evaluations" / key
+    final = store.evaluation_path(run_dir, key)
     if store.is_complete(final):
-        return RunResult(final, store.read_json(final / store.RESULTS), reused=True)
+        return RunResult(final, store.read_run(final)[1], reused=True)
     t0 = time.perf_counter()
-    task = build_task(spec.task)
-    pools = PoolCache(run_dir.parents[2])  # the store the run lives in: <store>/<task>/<method>/<hash>
+    task = build_task(spec.task, trusted=trust)
+    pools = PoolCache(out)
     policy = load_aligned(run_dir, spec, task, pools)
     result = evaluate(task, policy, spec.seed, pools)
-    stored = store.read_json(run_dir / store.RESULTS)
+    stored = store.read_run(run_dir)[1]
     results = stored | {
         "task": stored["task"] | {"backend": backend_of(task)},
         "evaluation": settings,
@@ -198,11 +259,13 @@ def reevaluate(run_dir: Path, evaluation: dict[str, Any] | None = None) -> RunRe
         "bon_curve": result.bon_curve,
         "cost": result.cost,
         "provenance": provenance(),
-        "timing": {"started_at": datetime.now(UTC).isoformat(), "wall_seconds": round(time.perf_counter() - t0, 3)},
+        "timing": stored.get("timing", {})
+        | {"started_at": datetime.now(UTC).isoformat(), "wall_seconds": round(time.perf_counter() - t0, 3)},
     }
     with store.staged(final) as stage:
         store.write_jsonl(stage / store.SAMPLES, result.records)
         store.write_json(stage / store.RESULTS, results)
+        store.seal(stage)
     return RunResult(final, results, reused=False)
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 # The named streams of a run; numbers are fixed forever (changing one changes stored results).
+MAX_SEED = 2**32 - 1  # seeds are 32-bit: numpy's SeedSequence takes no negative entropy
+
 OUTPUTS, HELD_OUT, BOOTSTRAP, POOL, TIES, TRAIN_POOL, TRAIN, OFFTARGET = 1, 2, 3, 4, 5, 6, 7, 8
 
 

@@ -20,7 +20,7 @@ import numpy as np
 
 from harness.assets import cache_dir
 from harness.progress import progress
-from harness.store import staged
+from harness.store import CorruptError, seal, staged, verify
 
 log = logging.getLogger(__name__)
 
@@ -110,10 +110,16 @@ def cached(name: str, key: dict[str, Any], build: Any) -> LinearTextClassifier:
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
     path = cache_dir() / "rewards" / f"{name}-{digest}"
     if (path / "meta.json").is_file():
-        return LinearTextClassifier.load(path)
+        remedy = f"delete {path} and it is trained again"
+        verify(path, "weights.npz", "vocabulary.json", "meta.json", remedy=remedy)
+        try:
+            return LinearTextClassifier.load(path)
+        except (OSError, ValueError, KeyError) as e:
+            raise CorruptError(f"cached reward classifier {path} cannot be read ({e}); {remedy}") from None
     log.warning("training the %s reward classifier once (cached in %s)", name, path)
     clf: LinearTextClassifier = build()
     clf.meta |= {"content_hash": digest, "name": name}
     with staged(path) as stage:
         clf.save(stage)
+        seal(stage)
     return clf

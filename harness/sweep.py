@@ -22,18 +22,20 @@ import itertools
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from harness.registry import UnknownNameError
+from harness.registry import BadNameError, UnknownNameError
 from harness.run import ConfigError, RunSpec, execute, resolve
+from harness.seeding import MAX_SEED
+from harness.store import StoreError
 
 log = logging.getLogger(__name__)
 
 
-class SweepError(ValueError):
+class SweepError(ConfigError):
     """A bad sweep file; the message names the file, the line and the bad value."""
 
 
@@ -49,7 +51,9 @@ Params = dict[str, Any]
 class SweepFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
     tasks: list[str] = Field(min_length=1, description="Registered tasks.")
-    seeds: list[int] = Field([0], min_length=1, description="Seeds; every cell runs once per seed.")
+    seeds: list[Annotated[int, Field(ge=0, le=MAX_SEED, strict=True)]] = Field(
+        [0], min_length=1, description="Seeds; every cell runs once per seed."
+    )
     evaluation: dict[str, Any] = Field(default_factory=dict, description="Overrides of the evaluation settings.")
     resources: Resources = Field(default_factory=Resources)
     methods: dict[str, Params | list[Params]] = Field(min_length=1, description="Method -> grid block(s).")
@@ -88,6 +92,8 @@ def load(path: Path) -> Sweep:
         root = yaml.compose(text)
     except OSError as e:
         raise SweepError(f"cannot read sweep file {path}: {e.strerror}") from None
+    except UnicodeDecodeError:
+        raise SweepError(f"sweep file {path} is not UTF-8 text") from None
     except yaml.YAMLError as e:
         raise SweepError(f"{path}: not valid YAML: {e}".replace("\n", " ")) from None
     if not isinstance(raw, dict):
@@ -113,19 +119,25 @@ def load(path: Path) -> Sweep:
             block_loc: tuple[str | int, ...] = (
                 ("methods", method, b) if isinstance(blocks, list) else ("methods", method)
             )
+            empty = [k for k, v in block.items() if v == []]
+            if empty:
+                raise SweepError(f"{where(*block_loc, empty[0])}: {empty[0]} is an empty list: the grid has no cells")
             for params in grid(block):
                 for task in sweep.tasks:
                     for seed in sweep.seeds:
                         cell = Cell(task, method, params, seed, sweep.evaluation)
                         try:
                             cell.spec()
-                        except UnknownNameError as e:
-                            loc = ("tasks", sweep.tasks.index(task)) if e.kind == "task" else ("methods", method)
+                        except (UnknownNameError, BadNameError) as e:
+                            kind = getattr(e, "kind", "task" if "task" in str(e) else "method")
+                            loc = ("tasks", sweep.tasks.index(task)) if kind == "task" else ("methods", method)
                             raise SweepError(f"{where(*loc)}: {e}") from None
                         except ConfigError as e:
                             bad = e.fields[0].split(".")[0] if e.fields else None
                             if str(e).startswith("invalid evaluation"):
                                 loc = ("evaluation", bad) if bad in sweep.evaluation else ("evaluation",)
+                            elif str(e).startswith(("task ", "invalid task")):
+                                loc = ("tasks", sweep.tasks.index(task))
                             else:
                                 loc = (*block_loc, bad) if bad in block else block_loc
                             raise SweepError(f"{where(*loc)}: {e}") from None
@@ -167,7 +179,7 @@ def run_cell(cell: Cell, out: Path, force: bool = False) -> Outcome:
     """One cell: an ordinary run (skipped when it already finished, resumed when it was interrupted)."""
     try:
         result = execute(cell.spec(), out, force=force)
-    except (FloatingPointError, ValueError, RuntimeError, OSError) as e:
+    except (FloatingPointError, ValueError, RuntimeError, OSError, StoreError) as e:
         log.error("cell %s/%s %s seed %d failed: %s", cell.task, cell.method, cell.params, cell.seed, e)
         return Outcome(cell, error=f"{type(e).__name__}: {e}")
     return Outcome(cell, str(result.path), result.reused)

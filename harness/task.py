@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from harness.policy import EnumerablePolicy, Policy, Prompt, Reward
-from harness.registry import Registry, package_modules
+from harness.registry import NAME_PATTERN, Registry, package_modules
 
 
 class ConfigError(ValueError):
@@ -36,27 +36,52 @@ def one_line(what: str, e: ValidationError) -> str:
     return f"invalid {what}: " + "; ".join(parts)
 
 
-class GenerationConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    max_new_tokens: int = Field(ge=1, description="Completion length in tokens (the maximum, where EOS can end it).")
+MAX_NEW_TOKENS = 16384
+MAX_SAMPLES = 1_000_000  # per prompt: bounds every sample count, so that a typo fails here, not as a MemoryError
+
+
+class StrictModel(BaseModel):
+    """A config whose unknown keys, non-finite floats and booleans given for numbers are errors (YAML reads
+    `n: true` as a boolean, which pydantic would otherwise take as 1)."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_for_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        if isinstance(value, bool) and info.field_name is not None:
+            annotation = cls.model_fields[info.field_name].annotation
+            if annotation in (int, float, int | None, float | None):
+                raise ValueError("Input should be a number, not a boolean")
+        return value
+
+
+class GenerationConfig(StrictModel):
+    max_new_tokens: int = Field(
+        ge=1, le=MAX_NEW_TOKENS, description="Completion length in tokens (the maximum, where EOS can end it)."
+    )
     temperature: float = Field(1.0, gt=0, description="Sampling temperature of the reference policy.")
     top_k: int = Field(0, ge=0, description="Top-k filtering; 0 disables it.")
     top_p: float = Field(1.0, gt=0, le=1, description="Nucleus filtering; 1 disables it.")
 
 
-class EvaluationConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    samples_per_prompt: int = Field(256, ge=1, description="Outputs drawn from the aligned policy per prompt.")
-    reference_samples: int = Field(256, ge=1, description="Held-out reference samples per prompt for win rate.")
-    pool_size: int = Field(64, ge=1, description="Reference samples per prompt in the shared pool (BoN for n <= it).")
+class EvaluationConfig(StrictModel):
+    samples_per_prompt: int = Field(
+        256, ge=1, le=MAX_SAMPLES, description="Outputs drawn from the aligned policy per prompt."
+    )
+    reference_samples: int = Field(
+        256, ge=1, le=MAX_SAMPLES, description="Held-out reference samples per prompt for win rate."
+    )
+    pool_size: int = Field(
+        64, ge=1, le=MAX_SAMPLES, description="Reference samples per prompt in the shared pool (BoN for n <= it)."
+    )
     bootstrap: int = Field(2000, ge=100, description="Bootstrap resamples of prompts for confidence intervals.")
 
 
-class TaskConfig(BaseModel):
+class TaskConfig(StrictModel):
     """A task as its YAML file states it; `version` is echoed into every result."""
 
-    model_config = ConfigDict(extra="forbid")
-    name: str
+    name: str = Field(pattern=f"^{NAME_PATTERN}$", description="The task's name in the results store.")
     version: int = Field(ge=1)
     description: str = ""
     builder: str = Field(description="'module:function' that turns this config into a Task.")
@@ -69,8 +94,23 @@ class TaskConfig(BaseModel):
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> TaskConfig:
-        with open(path) as f:
-            return cls.model_validate(yaml.safe_load(f))
+        try:
+            raw = yaml.safe_load(Path(path).read_text())
+        except OSError as e:
+            raise ConfigError(f"cannot read task file {str(path)!r}: {e.strerror or e}") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"task file {str(path)!r} is not UTF-8 text") from None
+        except yaml.YAMLError as e:
+            raise ConfigError(f"task file {str(path)!r} is not valid YAML: {e}".replace("\n", " ")) from None
+        if not isinstance(raw, dict):
+            raise ConfigError(
+                f"task file {str(path)!r} holds {type(raw).__name__ if raw is not None else 'nothing'}, not a mapping "
+                f"with the keys {', '.join(cls.model_fields)}"
+            )
+        try:
+            return cls.model_validate(raw)
+        except ValidationError as e:
+            raise ConfigError(one_line(f"task file {str(path)!r}", e), validation_fields(e)) from None
 
 
 @dataclass
@@ -108,7 +148,9 @@ TASKS: Registry[TaskConfig] = Registry("task", "harness.tasks", _builtin_tasks)
 def load_task(name: str) -> TaskConfig:
     """The config of a registered task (a YAML path, or a 'module:attr' naming a TaskConfig), or of the task
     YAML file `name` (e.g. a copy of a shipped task with its params changed for a GPU)."""
-    if name.endswith((".yaml", ".yml")) and Path(name).is_file():
+    if name.endswith((".yaml", ".yml")):
+        if not Path(name).is_file():
+            raise ConfigError(f"task file {name!r} not found")
         return TaskConfig.from_yaml(name)
     target = TASKS.target(name)
     if isinstance(target, str) and target.endswith((".yaml", ".yml")):
@@ -116,13 +158,44 @@ def load_task(name: str) -> TaskConfig:
     return TASKS.get(name)
 
 
-def build_task(config: TaskConfig) -> Task:
-    module_name, _, attr = config.builder.partition(":")
-    build = getattr(importlib.import_module(module_name), attr)
+def builder(config: TaskConfig) -> Callable[[TaskConfig], Task]:
+    """The task's builder function, imported and checked (before any work)."""
+    module_name, sep, attr = config.builder.partition(":")
+    if not sep or not module_name or not attr:
+        raise ConfigError(f"task {config.name!r}: builder = {config.builder!r}: expected 'module:function'")
+    try:
+        build = getattr(importlib.import_module(module_name), attr)
+    except ImportError as e:
+        raise ConfigError(f"task {config.name!r}: builder {config.builder!r} cannot be imported: {e}") from None
+    except AttributeError:
+        raise ConfigError(f"task {config.name!r}: builder {config.builder!r}: module has no {attr!r}") from None
+    if not callable(build):
+        raise ConfigError(f"task {config.name!r}: builder {config.builder!r} is not a function")
+    return build  # type: ignore[no-any-return]
+
+
+def registered_builders() -> set[str]:
+    """The builders of every registered task (built-in or installed through an entry point)."""
+    return {load_task(name).builder for name in TASKS.names()}
+
+
+def build_task(config: TaskConfig, trusted: bool = True) -> Task:
+    """Build a task. A config that came from elsewhere (a stored run's config.json) is built only where its
+    builder is that of a registered task, unless `trusted`: building imports and calls the builder's code."""
+    if not trusted and config.builder not in registered_builders():
+        raise ConfigError(
+            f"task {config.name!r} names the builder {config.builder!r}, which no registered task uses; building it "
+            "would run its code: pass --trust if you trust where this run came from"
+        )
+    build = builder(config)
     try:
         task = build(config)
     except ValidationError as e:
         raise ConfigError(one_line(f"task {config.name!r} params", e), validation_fields(e)) from None
+    except ValueError as e:
+        if isinstance(e, ConfigError):
+            raise
+        raise ConfigError(f"task {config.name!r}: {e}") from None
     if not isinstance(task, Task):
-        raise TypeError(f"task builder {config.builder!r} returned {type(task).__name__}, expected a Task")
+        raise ConfigError(f"task builder {config.builder!r} returned {type(task).__name__}, expected a Task")
     return task

@@ -9,8 +9,12 @@ method's (proxy reward for ppo, log pi_BoN/pi_ref for vbon, ...). Its optimum is
 from __future__ import annotations
 
 import copy
+import hashlib
+import io
 import logging
 import os
+import pickle
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -24,11 +28,11 @@ from transformers.utils import logging as hf_logging
 from harness import seeding
 from harness.bon import argmax_random_ties
 from harness.distributed import process_state
-from harness.method import AlignedPolicy, MethodConfig, RunContext, TrainingCost
+from harness.method import OPERATIONAL, AlignedPolicy, MethodConfig, RunContext, TrainingCost
 from harness.policy import Completions, Policy, Prompt, sequence_logprobs
 from harness.pool import Pool
 from harness.progress import progress
-from harness.store import write_jsonl
+from harness.store import POLICY, TRAIN_LOG, CorruptError, write_jsonl
 from harness.task import ConfigError
 
 log = logging.getLogger(__name__)
@@ -45,8 +49,12 @@ class TrainConfig(MethodConfig):
     lr: float = Field(3e-3, gt=0, description="AdamW learning rate (constant).")
     prompts_per_step: int = Field(8, ge=1, description="Training prompts per step (cycled in a seeded order).")
     max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping by global norm.")
-    log_every: int = Field(25, ge=1, description="Steps between log lines of loss, reward and KL.")
-    checkpoint_every: int = Field(25, ge=1, description="Steps between checkpoints (an interrupted run resumes).")
+    log_every: int = Field(
+        25, ge=1, description="Steps between log lines of loss, reward and KL.", json_schema_extra=OPERATIONAL
+    )
+    checkpoint_every: int = Field(
+        25, ge=1, description="Steps between checkpoints (an interrupted run resumes).", json_schema_extra=OPERATIONAL
+    )
     lora_rank: int = Field(0, ge=0, description="LoRA rank on every linear layer (peft); 0 trains all weights.")
 
 
@@ -212,27 +220,40 @@ class Trainer:
 
     @property
     def _checkpoint(self) -> Path | None:
-        return None if self.ctx.checkpoint_dir is None else self.ctx.checkpoint_dir / "checkpoint.pt"
+        """The newest checkpoint file, `checkpoint-<sha256 prefix of its bytes>.pt`, if any."""
+        if self.ctx.checkpoint_dir is None:
+            return None
+        found = sorted(self.ctx.checkpoint_dir.glob("checkpoint-*.pt"), key=lambda p: p.stat().st_mtime_ns)
+        return found[-1] if found else None
 
     def _resume(self) -> None:
         path = self._checkpoint
-        if path is None or not path.is_file():
+        if path is None:
             return
-        state = torch.load(path, map_location=self.device, weights_only=True)
-        self.model.load_state_dict(state["model"])
-        for p, saved in zip(self._saved(), state["extra"], strict=True):
-            p.data.copy_(saved)
-        self.optimizer.load_state_dict(state["optimizer"])
+        data = path.read_bytes()
+        remedy = "run the same command with --force to train from step 0, or `harness gc` to remove it"
+        if hashlib.sha256(data).hexdigest()[:16] != path.stem.removeprefix("checkpoint-"):
+            raise CorruptError(f"checkpoint {path} does not match its checksum (changed or truncated); {remedy}")
+        try:
+            state = torch.load(io.BytesIO(data), map_location=self.device, weights_only=True)
+            self.model.load_state_dict(state["model"])
+            for p, saved in zip(self._saved(), state["extra"], strict=True):
+                p.data.copy_(saved)
+            self.optimizer.load_state_dict(state["optimizer"])
+        except (RuntimeError, KeyError, ValueError, pickle.UnpicklingError) as e:
+            raise CorruptError(f"checkpoint {path} cannot be loaded ({type(e).__name__}); {remedy}") from None
         self.start, self.tokens = int(state["step"]) + 1, int(state["tokens"])
         self.history = list(state["history"])
+        self.t0 -= float(state.get("seconds", 0.0))  # training time accumulates across resumes
         log.warning("resuming training from %s after step %d", path, self.start - 1)
 
     def checkpoint(self, step: int) -> None:
-        """Save after `step` every `checkpoint_every` steps (atomically: a crash mid-write keeps the last one)."""
-        path = self._checkpoint
-        if path is None or (step + 1) % self.config.checkpoint_every or not self.dist.is_main_process:
+        """Save after `step` every `checkpoint_every` steps, atomically, under a name that carries the file's
+        checksum; then remove the older ones (a crash at any point keeps a good checkpoint)."""
+        directory = self.ctx.checkpoint_dir
+        if directory is None or (step + 1) % self.config.checkpoint_every or not self.dist.is_main_process:
             return
-        path.parent.mkdir(parents=True, exist_ok=True)
+        directory.mkdir(parents=True, exist_ok=True)
         state = {
             "model": self.model.state_dict(),
             "extra": [p.detach() for p in self._saved()],
@@ -240,10 +261,19 @@ class Trainer:
             "step": step,
             "tokens": self.tokens,
             "history": self.history,
+            "seconds": time.perf_counter() - self.t0,
         }
-        tmp = path.with_name(path.name + ".tmp")
-        torch.save(state, tmp)
+        buffer = io.BytesIO()
+        torch.save(state, buffer)
+        data = buffer.getvalue()
+        path = directory / f"checkpoint-{hashlib.sha256(data).hexdigest()[:16]}.pt"
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".checkpoint.tmp-")
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
         os.replace(tmp, path)
+        for old in directory.glob("checkpoint-*.pt"):
+            if old != path:
+                old.unlink(missing_ok=True)
 
     def prompts(self, step: int) -> list[Prompt]:
         """This process's share of the step's prompts (all of them in a single process)."""
@@ -310,8 +340,8 @@ class Trainer:
             steps=self.config.steps, tokens=self.tokens, seconds=round(time.perf_counter() - self.t0, 3)
         )
         if self.dist.is_main_process:
-            self.model.save_pretrained(self.ctx.out_dir / "policy")
-            write_jsonl(self.ctx.out_dir / "train_log.jsonl", self.history)
+            self.model.save_pretrained(self.ctx.out_dir / POLICY)
+            write_jsonl(self.ctx.out_dir / TRAIN_LOG, self.history)
         assert self.ctx.task.make_policy is not None
         return TrainedPolicy(self.ctx.task.make_policy(self.model), cost)
 

@@ -12,13 +12,13 @@ import numpy as np
 from pydantic import Field
 
 from harness.bon import argmax_random_ties, bon_distribution
-from harness.method import METHODS, AlignedPolicy, Method, MethodConfig, RunContext
+from harness.method import MAX_N, METHODS, AlignedPolicy, Method, MethodConfig, RunContext
 from harness.policy import Completions, EnumerablePolicy, Policy, Prompt, Reward, enumerate_prompt
 from harness.pool import Pool
 
 
 class BoNConfig(MethodConfig):
-    n: int = Field(4, ge=1, description="Samples drawn from the reference policy per output.")
+    n: int = Field(4, ge=1, le=MAX_N, description="Samples drawn from the reference policy per output.")
 
 
 class BoNPolicy(AlignedPolicy):

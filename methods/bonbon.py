@@ -13,12 +13,12 @@ import torch
 from pydantic import Field
 
 from harness import objectives, seeding
-from harness.method import METHODS, AlignedPolicy, Method, RunContext
+from harness.method import MAX_N, METHODS, AlignedPolicy, Method, RunContext
 from harness.train import OfflineConfig, PoolPairs, train_offline
 
 
 class BoNBoNConfig(OfflineConfig):
-    n: int = Field(8, ge=2, description="Reference samples per group; its best and worst form a pair.")
+    n: int = Field(8, ge=2, le=MAX_N, description="Reference samples per group; its best and worst form a pair.")
     alpha: float = Field(0.005, ge=0, le=1, description="Weight of the SFT term on the best sample (paper: 0.005).")
     pair: Literal["ipo", "logistic"] = Field("ipo", description="'ipo' (paper) or 'logistic' (released code).")
     groups_per_prompt: int = Field(4, ge=1, description="Groups of n per training prompt per step.")

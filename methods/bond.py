@@ -22,14 +22,14 @@ from pydantic import Field, model_validator
 
 from harness import objectives, seeding
 from harness.bon import argmax_random_ties
-from harness.method import METHODS, AlignedPolicy, Method, RunContext
+from harness.method import MAX_N, METHODS, AlignedPolicy, Method, RunContext
 from harness.policy import Completions, Prompt
 from harness.pool import Pool
 from harness.train import Anchor, PPOConfig, nll, train_on_policy
 
 
 class BONDConfig(PPOConfig):
-    n: int = Field(8, ge=2, description="N of the best-of-n distribution to distil.")
+    n: int = Field(8, ge=2, le=MAX_N, description="N of the best-of-n distribution to distil.")
     b: float = Field(0.5, ge=0, le=1, description="Jeffreys mix: weight of the backward KL (paper: 0.5).")
     pool_size: int = Field(64, ge=2, description="Anchor samples per training prompt (for p<= and BoN samples).")
     iterations: int = Field(

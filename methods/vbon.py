@@ -16,13 +16,13 @@ import numpy as np
 from pydantic import Field
 
 from harness import bon, objectives
-from harness.method import METHODS, AlignedPolicy, Method, RunContext
+from harness.method import MAX_N, METHODS, AlignedPolicy, Method, RunContext
 from harness.policy import Completions, EnumerablePolicy, Prompt, enumerate_prompt, sequence_logprobs
 from harness.train import PPOConfig, train_on_policy
 
 
 class VBoNConfig(PPOConfig):
-    n: int = Field(8, ge=2, description="N of the best-of-n policy to imitate (Amini et al. 2024).")
+    n: int = Field(8, ge=2, le=MAX_N, description="N of the best-of-n policy to imitate (Amini et al. 2024).")
     variant: Literal["exact", "l1"] = Field("exact", description="'exact' reward log pi_BoN/pi_ref, or 'l1' bound.")
     cdf: Literal["pool", "exact"] = Field("pool", description="Reward CDF from the reference pool or by enumeration.")
     pool_size: int = Field(64, ge=2, description="Reference samples per training prompt for the CDF (cdf='pool').")

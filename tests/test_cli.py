@@ -105,15 +105,15 @@ def test_same_seed_gives_identical_results(tmp_path):
     [
         (("--method", "bno", "--task", "toy"), "unknown method 'bno'; did you mean 'bon'"),
         (("--method", "bon", "--task", "tyo"), "unknown task 'tyo'; did you mean 'toy'?"),
-        (("--method", "bon", "--task", "toy", "--n", "0"), "n = '0': Input should be greater than or equal to 1"),
-        (("--method", "bon", "--task", "toy", "--n", "-3"), "n = '-3': Input should be greater than or equal to 1"),
-        (("--method", "bon", "--task", "toy", "--n", "2.5"), "n = '2.5': Input should be a valid integer"),
+        (("--method", "bon", "--task", "toy", "--n", "0"), "n = 0: Input should be greater than or equal to 1"),
+        (("--method", "bon", "--task", "toy", "--n", "-3"), "n = -3: Input should be greater than or equal to 1"),
+        (("--method", "bon", "--task", "toy", "--n", "2.5"), "n = 2.5: Input should be a valid integer"),
         (("--method", "bon", "--task", "toy", "-p", "m=3"), "m = 3: Extra inputs are not permitted"),
         (("--method", "bon", "--task", "toy", "--samples", "0"), "samples_per_prompt = 0"),
         (("--method", "ppo", "--task", "toy", "-p", "beta=0"), "beta = 0: Input should be greater than 0"),
         (("--method", "dpo", "--task", "toy", "-p", "beta=-1"), "beta = -1: Input should be greater than 0"),
-        (("--method", "bonbon", "--task", "toy", "--n", "1"), "n = '1': Input should be greater than or equal to 2"),
-        (("--method", "vbon", "--task", "toy", "--n", "1"), "n = '1': Input should be greater than or equal to 2"),
+        (("--method", "bonbon", "--task", "toy", "--n", "1"), "n = 1: Input should be greater than or equal to 2"),
+        (("--method", "vbon", "--task", "toy", "--n", "1"), "n = 1: Input should be greater than or equal to 2"),
         (("--method", "bond", "--task", "toy", "-p", "lr=0"), "lr = 0: Input should be greater than 0"),
         (("--method", "vbon", "--task", "toy", "-p", "variant=l2"), "variant = 'l2': Input should be 'exact' or 'l1'"),
     ],
@@ -136,39 +136,61 @@ def test_unwritable_out_is_a_clear_error(tmp_path):
     assert str(blocker / "runs") in result.output.replace("\n", "")
 
 
+BLOCKING_BUILDER = """
+import time
+from pathlib import Path
+
+from harness.task import build_task
+
+def build(config):
+    params = dict(config.params)
+    block, ready = params.pop("block"), Path(params.pop("ready"))
+    task = build_task(config.model_copy(update={"builder": "tasks.toy:build", "params": params}))
+    if block == "build":
+        ready.touch()
+        while True:
+            time.sleep(0.05)
+    score = task.reward.score
+
+    def blocking_score(prompts, completions):
+        ready.touch()  # the reference pool is sampled and being scored: block here until interrupted
+        while True:
+            time.sleep(0.05)
+
+    task.reward.score = blocking_score
+    return task
+"""
+
+
 @pytest.mark.parametrize(
-    ("delay", "sig"),
-    [(0.3, signal.SIGINT), (3.0, signal.SIGINT), (3.0, signal.SIGTERM)],  # while loading the task; while sampling
+    ("block", "sig"),
+    [("build", signal.SIGINT), ("reward", signal.SIGINT), ("reward", signal.SIGTERM)],  # building; sampling
 )
-def test_an_interrupt_leaves_nothing_half_written(tmp_path, delay, sig):
+def test_an_interrupt_leaves_nothing_half_written(tmp_path, block, sig):
+    """The run blocks at a known point (while its task builds, or while its pool is scored) until the signal
+    lands, so the test never races the clock: it interrupts a run that cannot finish first."""
+    (tmp_path / "blocking_task.py").write_text(BLOCKING_BUILDER)
+    ready = tmp_path / "ready"
+    path = _toy_copy(tmp_path, "toy-blocking", block=block, ready=str(ready))
+    config = yaml.safe_load(path.read_text())
+    config["builder"] = "blocking_task:build"
+    path.write_text(yaml.safe_dump(config))
+    out = tmp_path / "runs"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]))
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "harness",
-            "run",
-            "--method",
-            "bon",
-            "--task",
-            "toy",
-            "--n",
-            "16",
-            "--samples",
-            "200000",
-            "--out",
-            str(tmp_path),
-        ],
+        [sys.executable, "-m", "harness", "run", "--method", "bon", "--task", str(path), "--out", str(out)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         preexec_fn=interruptible,
+        env=env,
     )
-    staging = tmp_path / "toy" / "bon"
     deadline = time.time() + 120
-    while time.time() < deadline and not (staging.exists() and any(staging.iterdir())):
+    while time.time() < deadline and not ready.exists() and proc.poll() is None:
         time.sleep(0.05)
     assert proc.poll() is None, proc.communicate()
-    time.sleep(delay)
+    staging = out / "toy-blocking" / "bon"
+    assert [p.name for p in staging.iterdir() if ".partial-" in p.name], "the run is not staged while it blocks"
     proc.send_signal(sig)
     _, stderr = proc.communicate(timeout=60)
     # 130 from our handler; CPython reports death by SIGINT instead when the interrupt landed inside code it

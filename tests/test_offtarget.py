@@ -95,11 +95,11 @@ def test_offtarget_on_a_bon_run_and_a_trained_run(tiny_lm, tmp_path):
     reference_ppl = rolling_word_perplexity(tiny_lm, held_out_documents()[:3])
     found = {}
     for method, path in runs.items():
-        before = store.read_json(path / store.RESULTS)
+        before = (path / store.RESULTS).read_bytes()
         proc = CliRunner().invoke(app, ["offtarget", str(path), "--limit", "3", "--out", str(out)])
         assert proc.exit_code == 0, proc.output
-        after = store.read_json(path / store.RESULTS)
-        assert {k: v for k, v in after.items() if k != "offtarget"} == before  # the rest is untouched
+        assert (path / store.RESULTS).read_bytes() == before  # the run's own record is untouched
+        after = store.read_run(path)[1]
         entry = after["offtarget"]
         assert set(entry["metrics"]) == {"length", "distinct_1", "distinct_2", "distinct_3", "ppl_ref"}
         assert entry["notes"] == []
@@ -149,7 +149,7 @@ def test_offtarget_over_every_run_of_a_task_with_the_harness_metrics_only(tiny_l
     assert result.exit_code == 0, result.output
     shown = CliRunner().invoke(app, ["show", str(paths[1]), "--out", str(out)])
     assert shown.exit_code == 0 and "ppl_ref@1" in shown.output and "off-target" in shown.output
-    entries = [store.read_json(p / store.RESULTS)["offtarget"] for p in paths]
+    entries = [store.read_run(p)[1]["offtarget"] for p in paths]
     assert all("lm_eval" not in e and e["settings"] == {"lm_eval_tasks": [], "limit": None} for e in entries)
     # best-of-4 weighs the pooled outputs differently from best-of-1, so their perplexities under pi_ref differ
     assert entries[0]["metrics"]["ppl_ref"]["mean"] != pytest.approx(entries[1]["metrics"]["ppl_ref"]["mean"])
@@ -170,7 +170,7 @@ def test_offtarget_on_a_lora_run_reads_the_merged_weights(tiny_lm, tmp_path):
     assert (path / "policy" / "adapter_config.json").is_file()
     result = CliRunner().invoke(app, ["offtarget", str(path), "--limit", "2", "--out", str(out)])
     assert result.exit_code == 0, result.output
-    reported = store.read_json(path / store.RESULTS)["offtarget"]["lm_eval"]
+    reported = store.read_run(path)[1]["offtarget"]["lm_eval"]
     assert reported["weights"] == "trained"
 
     task = build_task(tiny_aclsum(tiny_lm, tmp_path, "aclsum-offtarget-lora"))

@@ -1,0 +1,96 @@
+"""Leaderboards as data: one row per (method, scientific settings) of a task, aggregated over seeds from the
+results store (optionally merged with a published board's raw results), exact values first, intervals that stay
+in each metric's range, Pareto flags, a ranking at matched KL against the reference policy, plots and pages.
+
+`publish` writes `<dest>/<task>/` (leaderboard.md, leaderboard.csv, index.html, the plots, and results.jsonl: the
+raw results behind the rows) and `<dest>/index.html`, the page of every board."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+
+from harness import store
+from harness.leaderboard.page import index, page
+from harness.leaderboard.plots import plot
+from harness.leaderboard.table import (
+    MATCHED_KL,
+    PUBLISHED,
+    REFERENCE,
+    build,
+    frame,
+    gather,
+    load_published,
+    load_runs,
+    matched_kl,
+    pareto,
+)
+from harness.leaderboard.text import display, footnotes, markdown
+
+PLOTS = {"reward": "reward_kl.png", "win_rate": "winrate_kl.png", "gold_reward": "gold_kl.png"}
+FILES = ("leaderboard.md", "leaderboard.csv", "index.html", "reward_kl.png", "winrate_kl.png", "results.jsonl")
+WHERE_GOLD = ("gold_kl.png",)  # written too where the task has a gold reward
+
+
+def publish(out: Path, task: str, dest: Path, with_published: bool = False) -> Path:
+    """Write the board `dest/<task>/` (replaced as a whole, atomically) and the index `dest/index.html`; with
+    `with_published`, the rows of the board already published there are merged with the store's."""
+    runs = gather(out, task, dest if with_published else None)
+    df = frame(runs)
+    matched = matched_kl(df)
+    with store.published(dest, task, out, FILES + WHERE_GOLD) as stage:
+        df.to_csv(stage / "leaderboard.csv", index=False, float_format="%.6g")
+        (stage / "leaderboard.md").write_text(markdown(df, matched, task))
+        plots = [stage / PLOTS[y] for y in ("win_rate", "reward", "gold_reward") if df[y].notna().any()]
+        for path in plots:
+            y = next(k for k, v in PLOTS.items() if v == path.name)
+            plot(df, task, y, path, runs)
+        (stage / "index.html").write_text(page(df, matched, task, plots))
+        raw = sorted(
+            ({"config": r["config"], "results": r["results"]} for r in runs),
+            key=lambda r: (r["results"]["method"], r["results"]["config_hash"], r["results"]["seed"]),
+        )
+        store.write_jsonl(stage / "results.jsonl", raw)
+    with store.locked(dest, str(dest / "index.html")):  # the publications of other tasks wait, then list this one
+        _write(dest / "index.html", index(dest))
+    return dest / task
+
+
+def _write(path: Path, text: str) -> None:
+    """Write a file atomically (a temporary file renamed into place), with the store's permissions."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.tmp-")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.chmod(tmp, 0o666 & ~store.UMASK)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+__all__ = [
+    "FILES",
+    "MATCHED_KL",
+    "PLOTS",
+    "PUBLISHED",
+    "REFERENCE",
+    "WHERE_GOLD",
+    "build",
+    "display",
+    "footnotes",
+    "frame",
+    "gather",
+    "index",
+    "load_published",
+    "load_runs",
+    "markdown",
+    "matched_kl",
+    "page",
+    "pareto",
+    "plot",
+    "publish",
+]

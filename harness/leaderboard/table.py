@@ -1,0 +1,272 @@
+"""The leaderboard table: one row per (method, scientific settings) of a task, aggregated over seeds from the
+results store (and, on request, from a published board's raw results), with the source of every number, Pareto
+flags and the best win rate at matched KL against the reference policy."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from harness import store
+from harness.leaderboard import intervals
+from harness.run import identity
+
+# Each column reads the first source that every run of its row stores: the exact value where the output space
+# is enumerable, then the Monte Carlo estimate, then (KL of best-of-n policies) the Beirami et al. (2024)
+# estimate and the log n - (n-1)/n bound. Every stored source is kept in the csv as `<column>_<source>`.
+SOURCES: dict[str, tuple[tuple[str, str], ...]] = {
+    "reward": (("reward_exact", "exact"), ("reward", "MC")),
+    "gold_reward": (("gold_reward_exact", "exact"), ("gold_reward", "MC")),
+    "win_rate": (("win_rate_exact", "exact"), ("win_rate", "MC")),
+    "kl": (("kl_exact", "exact"), ("kl_mc", "MC"), ("kl_bon_beirami", "Beirami"), ("kl_bon_bound", "bound")),
+}
+ALSO_STORED = {"kl": (("kl_k3", "k3"),)}  # in the csv only: never a row's headline value
+SOURCE_NAMES = {
+    "exact": "computed by enumerating every completion",
+    "MC": "Monte Carlo estimate from the policy's samples (k1 for KL)",
+    "Beirami": "the Beirami et al. (2024) estimate of the KL of best-of-n",
+    "bound": "log n - (n-1)/n, an upper bound on the KL of best-of-n",
+}
+# Why a column can be empty, for the footnotes of `-` cells.
+MISSING = {
+    "reward": "the run stored no proxy reward",
+    "gold_reward": "the task has no gold reward model",
+    "win_rate": "the run stored no win rate",
+    "kl": "no KL estimator applies: the policy has no log-probabilities and is not best-of-n",
+}
+MISSING_BESIDE = (
+    "not measured for this row (off-target metrics come from `harness offtarget`, which notes in the run's "
+    "results.json why it skips a metric)"
+)
+# Reported beside the rewards where runs have them: a task's own metrics, then the off-target metrics that
+# `harness offtarget` adds (lm-eval's scores follow as "<lm-eval task>:<metric>").
+BESIDE = ("rouge_l",)
+OFFTARGET = ("length", "distinct_2", "ppl_ref")
+MATCHED_KL = (0.1, 0.25, 0.5, 1.0, 2.0, 4.0)
+REFERENCE = "reference policy"  # the matched-KL baseline: pi_ref itself, win rate 1/2 at KL 0 by definition
+PUBLISHED, LOCAL = "published", "local"
+
+
+def load_runs(out: Path, task: str) -> list[dict[str, Any]]:
+    """config.json and results.json of every complete run of `task` in the store."""
+    runs = [
+        {"path": path, "config": config, "results": results, "origin": LOCAL}
+        for path, config, results in store.load_runs(out)
+        if results["task"]["name"] == task
+    ]
+    if not runs:
+        raise store.StoreError(f"no finished runs of task {task!r} under {out} (run `harness sweep` first)")
+    return runs
+
+
+def load_published(dest: Path, task: str) -> list[dict[str, Any]]:
+    """The runs behind the published board `dest/<task>/` (its results.jsonl), marked as published."""
+    path = dest / task / "results.jsonl"
+    if not path.is_file():
+        raise store.StoreError(f"no published leaderboard of task {task!r}: {path} does not exist")
+    return [{"config": r["config"], "results": r["results"], "origin": PUBLISHED} for r in store.read_jsonl(path)]
+
+
+def row_key(config: dict[str, Any]) -> dict[str, Any]:
+    """What the seeds of one row share: the run's identity (harness.run.identity) without its seed and hash
+    scheme, so that runs of every hash scheme with the same scientific settings share a row."""
+    return {k: v for k, v in identity(config).items() if k not in ("seed", "hash_scheme")}
+
+
+def merge(local: list[dict[str, Any]], published: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Local runs and published ones; a local row replaces the published row with the same settings."""
+    mine = {store.config_hash(row_key(r["config"])) for r in local}
+    return local + [r for r in published if store.config_hash(row_key(r["config"])) not in mine]
+
+
+def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out |= _flat(v, f"{prefix}{k}.")
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def own_knobs(method: str) -> list[str] | None:
+    """The hyperparameters that a method's config declares itself (not those it shares with the training core),
+    or None where the method is not installed here."""
+    from harness.method import METHODS
+
+    try:
+        config = METHODS.get(method).Config
+    except (LookupError, ImportError, AttributeError):
+        return None
+    own = vars(config).get("__annotations__", {})
+    return [name for name in config.model_fields if name in own]
+
+
+def _knobs(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per row, the settings that name it in the `setting` column: those that vary between the rows of its
+    method (task settings as `evaluation.samples_per_prompt` and the like), else the method's own
+    hyperparameters (every hyperparameter where the method is not installed here)."""
+    settings = []
+    for run in runs:
+        key = row_key(run["config"])
+        method = {k: v for k, v in key["method"].items() if k != "name"}
+        settings.append((key["method"]["name"], method | _flat(key["task"], "task.")))
+    by_method: dict[str, list[dict[str, Any]]] = {}
+    for name, s in settings:
+        by_method.setdefault(name, []).append(s)
+    own = {name: own_knobs(name) for name in by_method}
+    out = []
+    for name, s in settings:
+        rows = by_method[name]
+        varying = sorted(k for k in s if len({json.dumps(r.get(k), sort_keys=True) for r in rows}) > 1)
+        keys = varying or own[name] or sorted(k for k in s if not k.startswith("task."))
+        out.append({k.removeprefix("task."): s[k] for k in keys if k in s})
+    return out
+
+
+def label(knobs: dict[str, Any]) -> str:
+    return " ".join(f"{k}={v}" for k, v in knobs.items()) or "-"
+
+
+def _beside(results: dict[str, Any]) -> dict[str, tuple[float, list[float]]]:
+    """The metrics of a run reported beside the rewards: name -> (mean, 95% interval)."""
+    out = {name: results["metrics"][name] for name in BESIDE if name in results["metrics"]}
+    offtarget = results.get("offtarget") or {}
+    out |= {name: offtarget["metrics"][name] for name in OFFTARGET if name in offtarget.get("metrics", {})}
+    found = {name: (m["mean"], m["ci95"]) for name, m in out.items()}
+    for task, values in (offtarget.get("lm_eval") or {}).get("results", {}).items():
+        for metric, value in values.items():
+            if not metric.endswith("_stderr"):
+                se = values.get(f"{metric}_stderr", np.nan)
+                found[f"{task}:{metric}"] = (value, [value - 1.96 * se, value + 1.96 * se])
+    return found
+
+
+def build(out: Path, task: str, published: Path | None = None) -> pd.DataFrame:
+    """The leaderboard of `task` from the store; with `published` (a directory of published boards), merged with
+    the published rows of `published/<task>/`."""
+    return frame(gather(out, task, published))
+
+
+def gather(out: Path, task: str, published: Path | None = None) -> list[dict[str, Any]]:
+    """The runs of a board: the store's, and the published ones where asked."""
+    if published is None:
+        return load_runs(out, task)
+    try:
+        local = load_runs(out, task)
+    except store.StoreError:
+        local = []  # a board of the published rows alone
+    return merge(local, load_published(published, task))
+
+
+def _stat(runs: list[dict[str, Any]], name: str) -> tuple[list[float], list[list[float]]] | None:
+    if not all(name in r["results"]["metrics"] for r in runs):
+        return None
+    ms = [r["results"]["metrics"][name] for r in runs]
+    return [m["mean"] for m in ms], [m["ci95"] for m in ms]
+
+
+def frame(runs: list[dict[str, Any]]) -> pd.DataFrame:
+    """The leaderboard of loaded runs: one row per (method, settings, origin), sorted by method then KL."""
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for run in runs:
+        groups.setdefault((store.config_hash(row_key(run["config"])), run["origin"]), []).append(run)
+    members = [sorted(g, key=lambda r: r["config"]["seed"]) for g in groups.values()]
+    knobs = _knobs([g[0] for g in members])
+    rows = []
+    for (setting_hash, origin), group, kn in zip(groups, members, knobs, strict=True):
+        first = group[0]["results"]
+        row: dict[str, Any] = {"method": group[0]["config"]["method"]["name"], "setting": label(kn)}
+        for column, sources in SOURCES.items():
+            found = [(label_, s) for name, label_ in sources if (s := _stat(group, name)) is not None]
+            if found:
+                source, (means, cis) = found[0]
+                row[column], row[f"{column}_lo"], row[f"{column}_hi"] = intervals.over_seeds(
+                    means, cis, intervals.metric_range(column)
+                )
+            else:
+                source, row[column], row[f"{column}_lo"], row[f"{column}_hi"] = "", np.nan, np.nan, np.nan
+            row[f"{column}_source"] = source
+        for column, sources in SOURCES.items():
+            for name, label_ in (*sources, *ALSO_STORED.get(column, ())):
+                if (s := _stat(group, name)) is not None:
+                    row[f"{column}_{label_.lower()}"] = float(np.mean(s[0]))
+        beside = [_beside(r["results"]) for r in group]
+        for name in beside[0]:
+            if all(name in b for b in beside):
+                row[name], row[f"{name}_lo"], row[f"{name}_hi"] = intervals.over_seeds(
+                    [b[name][0] for b in beside], [b[name][1] for b in beside], intervals.metric_range(name)
+                )
+        row["samples_per_output"] = first["cost"]["samples_per_output"]
+        row["training_steps"] = first["cost"]["training_steps"]
+        row["training_tokens"] = int(np.mean([r["results"]["cost"]["training_tokens"] for r in group]))
+        row["seeds"] = len(group)
+        row["origin"] = origin
+        row["knobs"] = json.dumps(kn, sort_keys=True)
+        row["config_hash"] = setting_hash
+        row["harness_version"] = " ".join(sorted({r["results"]["harness_version"] for r in group}))
+        rows.append(row)
+    df = pd.DataFrame(rows)
+    df["pareto"] = pareto(df["kl"].to_numpy(), df["win_rate"].to_numpy())
+    metrics = [f"{c}{e}" for c in SOURCES for e in ("", "_lo", "_hi", "_source")]
+    stored = [
+        f"{c}_{label_.lower()}" for c, sources in SOURCES.items() for _, label_ in (*sources, *ALSO_STORED.get(c, ()))
+    ]
+    extra = [f"{c}{e}" for c in beside_columns(df) for e in ("", "_lo", "_hi")]
+    rest = [c for c in df.columns if c not in {"method", "setting", *metrics, *stored, *extra}]
+    df = df[["method", "setting", *metrics, *[c for c in stored if c in df.columns], *extra, *rest]]
+    return df.sort_values(["method", "origin", "kl", "setting"], ignore_index=True, na_position="last")
+
+
+def pareto(kl: np.ndarray, win: np.ndarray) -> np.ndarray:
+    """Rows that no other row dominates (KL no higher and win rate no lower, one of them strictly); a row
+    without KL or win rate is neither on the front nor dominating."""
+    kl, win = np.asarray(kl, float), np.asarray(win, float)
+    known = ~(np.isnan(kl) | np.isnan(win))
+    dominated = (kl[None, :] <= kl[:, None]) & (win[None, :] >= win[:, None])
+    dominated &= (kl[None, :] < kl[:, None]) | (win[None, :] > win[:, None])
+    dominated &= known[None, :]
+    return np.asarray(~dominated.any(axis=1) & known)
+
+
+def reference_row() -> dict[str, Any]:
+    """pi_ref against its own held-out samples: win rate 1/2 at KL 0, by definition (no interval)."""
+    return {
+        "method": REFERENCE,
+        "setting": "pi_ref",
+        "win_rate": 0.5,
+        "win_rate_lo": np.nan,
+        "win_rate_hi": np.nan,
+        "win_rate_source": "definition",
+        "kl": 0.0,
+        "kl_lo": np.nan,
+        "kl_hi": np.nan,
+        "kl_source": "definition",
+        "origin": "",
+    }
+
+
+def matched_kl(df: pd.DataFrame, budgets: tuple[float, ...] = MATCHED_KL) -> pd.DataFrame:
+    """The best win rate at KL <= k for each budget k, the reference policy (win rate 1/2 at KL 0) included as
+    a baseline that wins every budget where no row beats it."""
+    candidates = pd.concat([pd.DataFrame([reference_row()]), df], ignore_index=True)
+    candidates = candidates[candidates["kl"].notna() & candidates["win_rate"].notna()]
+    columns = ["method", "setting", "origin"] + [f"{c}{e}" for c in ("win_rate", "kl") for e in ("", "_lo", "_hi")]
+    rows = []
+    for k in budgets:
+        inside = candidates[candidates["kl"] <= k]
+        best = inside.loc[inside["win_rate"].idxmax()]  # the first of equals: the reference policy
+        rows.append({"kl_budget": k, **{c: best.get(c) for c in columns + ["win_rate_source", "kl_source"]}})
+    return pd.DataFrame(rows)
+
+
+def beside_columns(df: pd.DataFrame) -> list[str]:
+    """The columns of metrics reported beside the rewards that some row of the table has."""
+    core = set(SOURCES)
+    found = [c for c in df.columns if c not in core and f"{c}_lo" in df.columns and not c.endswith(("_lo", "_hi"))]
+    order = {name: i for i, name in enumerate(BESIDE + OFFTARGET)}
+    return sorted(found, key=lambda c: (order.get(c, len(order)), c))  # the task's, the harness's, lm-eval's
