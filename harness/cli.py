@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 from enum import StrEnum
 from pathlib import Path
@@ -17,6 +18,7 @@ from typer.core import TyperGroup
 
 from harness import store
 from harness.assets import MissingAssetError
+from harness.backends import EngineError
 from harness.registry import BadNameError, DuplicateNameError, UnknownNameError
 from harness.task import ConfigError
 
@@ -24,7 +26,15 @@ console = Console()
 err = Console(stderr=True)
 
 # Bad input from the user: one line on stderr and exit status 2, whichever command met it.
-USER_ERRORS = (UnknownNameError, BadNameError, DuplicateNameError, ConfigError, store.StoreError, MissingAssetError)
+USER_ERRORS = (
+    UnknownNameError,
+    BadNameError,
+    DuplicateNameError,
+    ConfigError,
+    store.StoreError,
+    MissingAssetError,
+    EngineError,
+)
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:
@@ -51,6 +61,8 @@ OutOption = Annotated[str, typer.Option("--out", help="Results store directory."
 
 @app.callback()
 def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress details.")] = False) -> None:
+    # vLLM logs every engine step at INFO; its engine-core process reads the level from the environment
+    os.environ.setdefault("VLLM_LOGGING_LEVEL", "INFO" if verbose else "WARNING")
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
         format="%(message)s",

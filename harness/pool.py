@@ -43,8 +43,12 @@ class PoolCache:
         self.sampled = 0  # completions sampled by this cache (0 when every pool came from disk)
 
     def path(self, task: Task, m: int, seed: int, stream: str) -> Path:
+        config = task.config.model_dump(exclude={"methods", "evaluation"})
+        if config["params"].get("backend") == "auto":
+            # the pool is that of the backend `auto` chose: the same samples as a config naming it
+            config["params"]["backend"] = getattr(task.reference, "backend", "auto")
         key = {
-            "task": task.config.model_dump(exclude={"methods", "evaluation"}),
+            "task": config,
             # the prompts as built, not only the config behind them
             "prompts": [p.tokens for p in _prompts(task, stream)],
             "m": m,

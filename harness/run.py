@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 import harness
 from harness import seeding, store
+from harness.backends import require_backend
 from harness.evaluate import evaluate
 from harness.method import METHODS, AlignedPolicy, Method, MethodConfig, RunContext, TrainingCost
 from harness.pool import PoolCache
@@ -97,6 +98,7 @@ def resolve(
         raise ConfigError(f"seed = {seed!r}: a seed is a whole number from 0 to {seeding.MAX_SEED}")
     task_config = with_evaluation(load_task(task), evaluation)
     builder(task_config)  # importable and callable, before any work
+    require_backend(task_config.params)
     method_cls = METHODS.get(method)
     merged = task_config.methods.get(method, {}) | (params or {})
     try:
@@ -171,7 +173,12 @@ def _compute(spec: RunSpec, out: Path, final: Path, checkpoints: Path) -> dict[s
         store.write_jsonl(stage / store.SAMPLES, evaluation.records)
         results = {
             "harness_version": harness.__version__,
-            "task": {"name": spec.task.name, "version": spec.task.version, "metadata": task.metadata},
+            "task": {
+                "name": spec.task.name,
+                "version": spec.task.version,
+                "backend": backend_of(task),
+                "metadata": task.metadata,
+            },
             "method": spec.method_name,
             "config_hash": spec.hash(),
             "seed": spec.seed,
@@ -188,6 +195,11 @@ def _compute(spec: RunSpec, out: Path, final: Path, checkpoints: Path) -> dict[s
         store.write_json(stage / store.RESULTS, results)
         store.seal(stage)
     return results
+
+
+def backend_of(task: Task) -> str | None:
+    """The backend that sampled the reference policy (`hf`, `vllm`; None for a task's own policy, e.g. toy)."""
+    return getattr(task.reference, "backend", None)
 
 
 def stored_spec(run_dir: Path) -> RunSpec:
@@ -241,6 +253,7 @@ def reevaluate(run_dir: Path, evaluation: dict[str, Any] | None = None, trust: b
     result = evaluate(task, policy, spec.seed, pools)
     stored = store.read_run(run_dir)[1]
     results = stored | {
+        "task": stored["task"] | {"backend": backend_of(task)},
         "evaluation": settings,
         "metrics": result.metrics,
         "bon_curve": result.bon_curve,

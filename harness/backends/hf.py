@@ -32,6 +32,8 @@ R = TypeVar("R")
 
 
 class HFPolicy:
+    backend = "hf"
+
     def __init__(
         self, model: Any, tokenizer: Any, generation: GenerationConfig, batch_size: int = 32, static_cache: bool = False
     ):
