@@ -115,7 +115,10 @@ def test_same_seed_gives_identical_results(tmp_path):
         (("--method", "bonbon", "--task", "toy", "--n", "1"), "n = 1: Input should be greater than or equal to 2"),
         (("--method", "vbon", "--task", "toy", "--n", "1"), "n = 1: Input should be greater than or equal to 2"),
         (("--method", "bond", "--task", "toy", "-p", "lr=0"), "lr = 0: Input should be greater than 0"),
-        (("--method", "vbon", "--task", "toy", "-p", "variant=l2"), "variant = 'l2': Input should be 'exact' or 'l1'"),
+        (
+            ("--method", "vbon", "--task", "toy", "-p", "variant=l2"),
+            "variant = 'l2': Input should be 'exact', 'l1' or 'released'",
+        ),
     ],
 )
 def test_bad_input_gives_one_line_and_exit_2(tmp_path, args, expected):
