@@ -12,7 +12,7 @@ import pytest
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 
-from harness import assets, sentiment
+from harness import assets, sentiment, store
 
 POS = ["a good film", "great acting and a good plot", "wonderful, good fun", "great great film", "loved it, good"]
 NEG = ["a bad film", "awful acting and a bad plot", "boring, bad fun", "terrible terrible film", "hated it, bad"]
@@ -43,11 +43,16 @@ def test_cache_stores_plain_arrays_and_trains_once(tmp_path, monkeypatch):
     assert len(calls) == 1
     np.testing.assert_array_equal(a.logit(POS + NEG), b.logit(POS + NEG))
     (path,) = (tmp_path / "rewards").iterdir()
-    assert sorted(p.name for p in path.iterdir()) == ["meta.json", "vocabulary.json", "weights.npz"]
+    assert sorted(p.name for p in path.iterdir()) == ["checksums.json", "meta.json", "vocabulary.json", "weights.npz"]
     np.load(path / "weights.npz", allow_pickle=False)  # no pickled objects inside
     assert b.meta["content_hash"] in path.name
     sentiment.cached("tiny", {"k": 2}, build)
     assert len(calls) == 2
+    # a cached classifier whose weights were changed after it was written is reported, never scored with
+    vocabulary = path / "vocabulary.json"
+    vocabulary.write_text(vocabulary.read_text().replace("1", "2"))
+    with pytest.raises(store.CorruptError, match=r"vocabulary\.json does not match its checksum.*delete"):
+        sentiment.cached("tiny", {"k": 1}, build)
 
 
 def test_missing_asset_package_names_the_pip_package():
