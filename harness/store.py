@@ -150,21 +150,25 @@ def sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def write_json(path: Path, obj: Any) -> None:
-    _atomic(path, canonical_json(obj).encode())
-
-
-def _atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.tmp-")
+@contextmanager
+def _replacing(path: Path) -> Iterator[Path]:
+    """A temporary file beside `path` (unique, so concurrent writers never share it) that replaces `path`
+    atomically when the block succeeds, and vanishes when it fails."""
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.tmp-")
+    os.close(fd)
+    tmp = Path(name)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
+        yield tmp
         os.chmod(tmp, 0o666 & ~UMASK)
         os.replace(tmp, path)
     except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
+        tmp.unlink(missing_ok=True)
         raise
+
+
+def write_json(path: Path, obj: Any) -> None:
+    with _replacing(path) as tmp:
+        tmp.write_text(canonical_json(obj))
 
 
 def read_json(path: Path) -> Any:
@@ -175,17 +179,8 @@ def read_json(path: Path) -> Any:
 
 
 def write_jsonl(path: Path, records: Iterable[dict[str, Any]]) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.tmp-")
-    os.close(fd)
-    try:
-        with jsonlines.open(tmp, mode="w", sort_keys=True) as writer:
-            writer.write_all(records)
-        os.chmod(tmp, 0o666 & ~UMASK)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    with _replacing(path) as tmp, jsonlines.open(tmp, mode="w", sort_keys=True) as writer:
+        writer.write_all(records)
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
