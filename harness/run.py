@@ -245,7 +245,7 @@ def reevaluate(run_dir: Path, evaluation: dict[str, Any] | None = None, trust: b
     key = store.config_hash({"evaluation": settings, "seed": spec.seed})
     final = store.evaluation_path(run_dir, key)
     if store.is_complete(final):
-        return RunResult(final, store.read_run(final)[1], reused=True)
+        return RunResult(final, store.read_evaluation(final), reused=True)
     t0 = time.perf_counter()
     task = build_task(spec.task, trusted=trust)
     pools = PoolCache(out)

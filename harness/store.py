@@ -376,6 +376,15 @@ def read_run(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     return config, results
 
 
+def read_evaluation(path: Path) -> dict[str, Any]:
+    """The results of a re-evaluation stored beside a run (`evaluation_path`), checked against its checksums."""
+    verify(path, RESULTS, remedy="delete its directory and evaluate again")
+    results = read_json(path / RESULTS)
+    if not isinstance(results, dict):
+        raise CorruptError(f"{path / RESULTS} must hold a JSON object; delete its directory and evaluate again")
+    return results
+
+
 def write_offtarget(path: Path, entry: dict[str, Any]) -> None:
     """Store a run's off-target metrics beside its sealed files (which stay as they were written)."""
     write_json(path / OFFTARGET, entry)
