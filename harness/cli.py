@@ -5,9 +5,10 @@ from __future__ import annotations
 import logging
 import os
 import signal
+from collections.abc import Callable, Iterable
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -19,8 +20,13 @@ from typer.core import TyperGroup
 from harness import store
 from harness.assets import MissingAssetError
 from harness.backends import EngineError
-from harness.registry import BadNameError, DuplicateNameError, UnknownNameError
+from harness.confighelp import describe
+from harness.confighelp import show as show_value
+from harness.registry import BadNameError, DuplicateNameError, Registry, UnknownNameError
 from harness.task import ConfigError
+
+if TYPE_CHECKING:
+    from harness.sweep import Outcome
 
 console = Console()
 err = Console(stderr=True)
@@ -59,15 +65,36 @@ app = typer.Typer(
 OutOption = Annotated[str, typer.Option("--out", help="Results store directory.")]
 
 
+def _set_verbosity(ctx: typer.Context, verbose: bool) -> None:
+    """Log at INFO with -v, else WARNING. `harness -v CMD` sets it before the command's options are read, `harness
+    CMD -v` while they are, so either place works."""
+    ctx.meta["verbose"] = verbose
+    # vLLM logs every engine step at INFO; its engine-core process reads the level from the environment, where
+    # a level the user set is left alone
+    if "VLLM_LOGGING_LEVEL" not in os.environ or ctx.meta.get("vllm_level_ours"):
+        os.environ["VLLM_LOGGING_LEVEL"] = "INFO" if verbose else "WARNING"
+        ctx.meta["vllm_level_ours"] = True
+    logging.basicConfig(format="%(message)s", handlers=[RichHandler(console=err, show_path=False)])
+    logging.getLogger().setLevel(logging.INFO if verbose else logging.WARNING)
+
+
+def _verbose_flag(ctx: typer.Context, value: bool) -> None:
+    if value:
+        _set_verbosity(ctx, True)
+
+
+# Every command takes -v too (its value is read from the context, where the top-level -v also lands).
+Verbose = Annotated[
+    bool, typer.Option("--verbose", "-v", callback=_verbose_flag, help="Log progress details (as harness -v does).")
+]
+
+
 @app.callback()
-def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress details.")] = False) -> None:
-    # vLLM logs every engine step at INFO; its engine-core process reads the level from the environment
-    os.environ.setdefault("VLLM_LOGGING_LEVEL", "INFO" if verbose else "WARNING")
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
-        format="%(message)s",
-        handlers=[RichHandler(console=err, show_path=False)],
-    )
+def main(
+    ctx: typer.Context,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress details.")] = False,
+) -> None:
+    _set_verbosity(ctx, verbose)
     signal.signal(signal.SIGTERM, _terminate)
 
 
@@ -101,10 +128,18 @@ def _parse_params(params: list[str]) -> dict[str, Any]:
         if not sep or not key:
             raise ConfigError(f"--param {item!r} is not KEY=VALUE")
         try:
-            out[key] = parse_value(value)
+            parsed = parse_value(value)
         except ConfigError as e:
             raise ConfigError(f"--param {key}: {e}") from None
+        if key in out and not same_value(out[key], parsed):
+            raise ConfigError(f"--param {key}={show_value(out[key])} and --param {item} disagree: give {key} once")
+        out[key] = parsed
     return out
+
+
+def same_value(a: Any, b: Any) -> bool:
+    """Equal as parsed, where a boolean never equals a number (true is no 1)."""
+    return bool(a == b) and isinstance(a, bool) == isinstance(b, bool)
 
 
 def _seed(seed: int) -> int:
@@ -115,14 +150,53 @@ def _seed(seed: int) -> int:
     return seed
 
 
+def metric_name(metric_id: str) -> str:
+    """The name of a stored metric id `name@version` ('reward@1' -> 'reward')."""
+    return metric_id.partition("@")[0]
+
+
+def metric_label(metric_id: str) -> str:
+    """A metric id as people read it: 'reward@1' -> 'reward v1' (never 'reward@1', which reads as n = 1)."""
+    name, _, version = metric_id.partition("@")
+    return f"{name} v{version}" if version else name
+
+
+def versions_line(ids: Iterable[str]) -> str | None:
+    """'metric versions: reward v1, win_rate v1, ...': the footnote of tables that show metrics by name."""
+    versioned = [metric_label(i) for i in dict.fromkeys(ids) if "@" in i]
+    return f"metric versions: {', '.join(versioned)}" if versioned else None
+
+
+def print_versions(ids: Iterable[str]) -> None:
+    line = versions_line(ids)
+    if line:
+        console.print(line, style="dim", highlight=False, markup=False)
+
+
+FAMILIES = ("reward", "gold_reward", "win_rate", "kl")  # the order of a run's metrics in its tables
+
+
+def in_order(names: Iterable[str]) -> list[str]:
+    """Metric names grouped by what they measure (each estimate beside its exact value), whatever order a dict
+    holds them in: a fresh run's results and the same results read back from results.json (whose keys are
+    sorted) print alike. Other metrics (a task's own) follow, by name."""
+
+    def key(name: str) -> tuple[int, str]:
+        base = name.removesuffix("_exact")
+        family = next((i for i, f in enumerate(FAMILIES) if base == f or base.startswith(f"{f}_")), len(FAMILIES))
+        return family, name
+
+    return sorted(names, key=key)
+
+
 def metrics_table(results: dict[str, Any]) -> Table:
     table = Table(title=f"{results['method']} on {results['task']['name']} (seed {results['seed']})")
     for col in ("metric", "mean", "se", "95% CI", "prompts"):
         table.add_column(col, justify="left" if col == "metric" else "right")
-    for m in results["metrics"].values():
+    for m in (results["metrics"][k] for k in in_order(results["metrics"])):
         se = "-" if m["se"] in (None, 0.0) else f"{m['se']:.4f}"
         lo, hi = m["ci95"]
-        table.add_row(m["id"], f"{m['mean']:.4f}", se, f"[{lo:.4f}, {hi:.4f}]", str(m["n_prompts"]))
+        table.add_row(metric_name(m["id"]), f"{m['mean']:.4f}", se, f"[{lo:.4f}, {hi:.4f}]", str(m["n_prompts"]))
     return table
 
 
@@ -132,11 +206,11 @@ def curve_table(results: dict[str, Any]) -> Table | None:
     if not curve:
         return None
     n_run = results["cost"]["samples_per_output"]
-    names = [k for k in curve[0] if k != "n"]
+    names = in_order(k for k in curve[0] if k != "n")
     table = Table(title="best-of-n from the reference pool (mean over prompts)")
     table.add_column("n", justify="right")
     for name in names:
-        table.add_column(curve[0][name]["id"], justify="right")
+        table.add_column(metric_name(curve[0][name]["id"]), justify="right")
     for point in curve:
         n = point["n"]
         if n & (n - 1) == 0 or n == n_run or n == len(curve):
@@ -145,10 +219,14 @@ def curve_table(results: dict[str, Any]) -> Table | None:
 
 
 def print_results(results: dict[str, Any]) -> None:
+    """The tables of a run's results, as `run`, `evaluate` and `show` print them."""
     console.print(metrics_table(results))
     curve = curve_table(results)
     if curve is not None:
         console.print(curve)
+    point = (results.get("bon_curve") or [{}])[0]
+    metrics = results["metrics"] | {k: v for k, v in point.items() if k != "n"}
+    print_versions(metrics[k]["id"] for k in in_order(metrics))
 
 
 @app.command()
@@ -164,15 +242,17 @@ def run(
     ] = None,
     out: OutOption = "runs",
     force: Annotated[bool, typer.Option(help="Recompute even if this config already finished.")] = False,
+    verbose: Verbose = False,
 ) -> None:
     """Align with one method on one task, evaluate it and store the run."""
     from harness.run import execute, resolve
 
     params = _parse_params(param)
     if n is not None:
-        if "n" in params and params["n"] != parse_value(n):
-            raise ConfigError(f"--n {n} and --param n={params['n']} disagree: give one of them")
-        params["n"] = parse_value(n)
+        value = parse_value(n)
+        if "n" in params and not same_value(params["n"], value):
+            raise ConfigError(f"--n {n} and --param n={show_value(params['n'])} disagree: give one of them")
+        params["n"] = value
     root = store.root(out)
     try:
         overrides = {"samples_per_prompt": samples, "pool_size": pool_size}
@@ -209,6 +289,7 @@ def evaluate_run(
     trust: Annotated[
         bool, typer.Option(help="Build the run's task even if its builder is no registered task's (runs its code).")
     ] = False,
+    verbose: Verbose = False,
 ) -> None:
     """Evaluate a stored run's policy again (its saved weights; nothing is retrained), e.g. with more samples.
 
@@ -243,6 +324,7 @@ def offtarget(
     trust: Annotated[
         bool, typer.Option(help="Build a run's task even if its builder is no registered task's (runs its code).")
     ] = False,
+    verbose: Verbose = False,
 ) -> None:
     """Off-target effects of a stored run: length, distinct-n and perplexity under pi_ref of its outputs, and
     lm-eval tasks over its weights. Stored beside the run (offtarget.json), and so on its leaderboard."""
@@ -261,7 +343,7 @@ def offtarget(
                 raise store.StoreError(f"no finished runs of task {task!r} under {root}")
         for path in paths:
             entry = evaluate_offtarget(path, names, limit=limit, batch_size=batch_size, force=force, trust=trust)
-            console.print(offtarget_table(path, entry))
+            print_offtarget(path, entry)
     except ValueError as e:
         raise fail(str(e)) from None
     except KeyboardInterrupt:
@@ -272,9 +354,9 @@ def offtarget_table(path: Path, entry: dict[str, Any]) -> Table:
     table = Table(title=f"off-target: {path}")
     for col in ("metric", "mean", "95% CI"):
         table.add_column(col, justify="left" if col == "metric" else "right")
-    for m in entry["metrics"].values():
+    for m in (entry["metrics"][k] for k in in_order(entry["metrics"])):
         lo, hi = m["ci95"]
-        table.add_row(m["id"], f"{m['mean']:.4f}", f"[{lo:.4f}, {hi:.4f}]")
+        table.add_row(metric_name(m["id"]), f"{m['mean']:.4f}", f"[{lo:.4f}, {hi:.4f}]")
     lm = entry.get("lm_eval")
     if lm:
         for name, values in lm["results"].items():
@@ -284,6 +366,11 @@ def offtarget_table(path: Path, entry: dict[str, Any]) -> Table:
                     table.add_row(f"{name}: {metric}", f"{value:.4f}", "-" if se is None else f"se {se:.4f}")
         table.caption = f"lm-eval {lm['lm_eval_version']} on the {lm['weights']} weights"
     return table
+
+
+def print_offtarget(path: Path, entry: dict[str, Any]) -> None:
+    console.print(offtarget_table(path, entry))
+    print_versions(entry["metrics"][k]["id"] for k in in_order(entry["metrics"]))
 
 
 class Executor(StrEnum):
@@ -300,19 +387,23 @@ def sweep(
     ] = None,
     out: OutOption = "runs",
     force: Annotated[bool, typer.Option(help="Recompute cells that already finished.")] = False,
+    verbose: Verbose = False,
 ) -> None:
-    """Run a grid of task x method x hyperparameters x seeds; finished cells are skipped, interrupted ones resume."""
+    """Run a grid of task x method x hyperparameters x seeds; finished cells are skipped, interrupted ones resume.
+
+    On a terminal a progress bar follows the cells; elsewhere (CI, a pipe) each finished cell prints one line."""
     from harness import sweep as sweeps
 
     plan = sweeps.load(file)
     root = store.root(out)
     store.ensure_writable(root)
     console.print(f"{file}: {len(plan.cells)} cells", highlight=False)
+    report = None if console.is_terminal else cell_reporter(len(plan.cells))
     try:
         if executor is Executor.ray:
-            outcomes = sweeps.run_ray(plan, root, address, force)
+            outcomes = sweeps.run_ray(plan, root, address, force, on_done=report)
         else:
-            outcomes = sweeps.run_local(plan, root, force)
+            outcomes = sweeps.run_local(plan, root, force, on_done=report)
     except KeyboardInterrupt:
         raise fail("interrupted; finished cells are stored, the others resume when the sweep runs again", 130) from None
     failed = [o for o in outcomes if o.error]
@@ -325,8 +416,44 @@ def sweep(
         raise typer.Exit(1)
 
 
+def cell_reporter(total: int) -> Callable[[Outcome], None]:
+    """Prints one plain line per finished cell (for logs, where no progress bar is drawn)."""
+    done = 0
+
+    def report(outcome: Outcome) -> None:
+        nonlocal done
+        done += 1
+        console.print(f"[{done}/{total}] {cell_line(outcome)}", markup=False, highlight=False, soft_wrap=True)
+
+    return report
+
+
+def cell_line(outcome: Outcome) -> str:
+    """'toy bon n=4 seed 0: 2.1 s, reward 2.3750 (exact), win_rate 0.7012 (exact), kl 0.5102 (exact)': the
+    leaderboard's headline value of each metric the run has, with its source."""
+    from harness.leaderboard.table import SOURCES
+
+    c = outcome.cell
+    head = " ".join([c.task, c.method, *(f"{k}={show_value(v)}" for k, v in c.params.items()), f"seed {c.seed}"])
+    if outcome.error:
+        return f"{head}: failed: {outcome.error}"
+    parts = ["reused" if outcome.reused else f"{outcome.seconds:.1f} s"]
+    for column, sources in SOURCES.items():
+        found = next(((key, source) for key, source in sources if key in outcome.metrics), None)
+        if found is not None:
+            parts.append(f"{column} {outcome.metrics[found[0]]:.4f} ({found[1]})")
+    return f"{head}: {', '.join(parts)}"
+
+
 board_app = typer.Typer(help="Leaderboards of a task from the results store.", no_args_is_help=True)
 app.add_typer(board_app, name="leaderboard")
+
+
+@board_app.callback()
+def board(verbose: Verbose = False) -> None:
+    """Leaderboards of a task from the results store."""
+
+
 WithPublished = Annotated[
     bool, typer.Option(help="Rank the store's runs among the rows already published in <dest>/<task>/results.jsonl.")
 ]
@@ -338,6 +465,7 @@ def leaderboard_build(
     out: OutOption = "runs",
     with_published: WithPublished = False,
     dest: Annotated[Path, typer.Option(help="Directory of published leaderboards.")] = Path("leaderboards"),
+    verbose: Verbose = False,
 ) -> None:
     """Print the leaderboard of a task: one row per (method, setting) aggregated over seeds."""
     from harness import leaderboard
@@ -368,6 +496,7 @@ def leaderboard_publish(
     out: OutOption = "runs",
     dest: Annotated[Path, typer.Option(help="Directory of published leaderboards.")] = Path("leaderboards"),
     with_published: WithPublished = False,
+    verbose: Verbose = False,
 ) -> None:
     """Write <dest>/<task>/: leaderboard.md, leaderboard.csv, index.html, the plots against KL and the raw results
     behind them (results.jsonl), and <dest>/index.html, the page of every board. It replaces only a previous
@@ -383,12 +512,18 @@ pool_app = typer.Typer(help="The shared reference pool of a task.", no_args_is_h
 app.add_typer(pool_app, name="pool")
 
 
+@pool_app.callback()
+def pool(verbose: Verbose = False) -> None:
+    """The shared reference pool of a task."""
+
+
 @pool_app.command("build")
 def pool_build(
     task: Annotated[str, typer.Option(help="Registered task (see `harness ls tasks`).")],
     m: Annotated[int | None, typer.Option("--m", min=1, help="Samples per prompt (task's pool_size).")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the pool (the run seed that will reuse it).")] = 0,
     out: OutOption = "runs",
+    verbose: Verbose = False,
 ) -> None:
     """Sample (or find) the reference pool and the held-out reference samples of a task's prompts."""
     from harness.pool import PoolCache
@@ -410,7 +545,7 @@ def pool_build(
 
 
 @app.command()
-def gc(out: OutOption = "runs") -> None:
+def gc(out: OutOption = "runs", verbose: Verbose = False) -> None:
     """Clean the results store: remove what killed writers left behind (staging directories, with any policy
     weights inside), reference pools and checkpoints that fail their checksums, and report broken runs (which
     `harness run ... --force` recomputes). Finished runs that read correctly are never touched."""
@@ -430,11 +565,20 @@ class Listable(StrEnum):
 
 
 @app.command("ls")
-def ls(what: Annotated[Listable, typer.Argument(help="What to list.")], out: OutOption = "runs") -> None:
-    """List registered methods or tasks, or the runs in the store."""
+def ls(
+    ctx: typer.Context,
+    what: Annotated[Listable, typer.Argument(help="What to list.")],
+    out: OutOption = "runs",
+    verbose: Verbose = False,
+) -> None:
+    """List registered methods or tasks, or the runs in the store. `ls methods -v` shows each method's
+    hyperparameters (name, type, default, range, help)."""
     if what is Listable.methods:
         from harness.method import METHODS
 
+        if ctx.meta.get("verbose"):  # -v before or after the command
+            print_hyperparameters(METHODS)
+            return
         for name in METHODS.names():
             console.print(name)
     elif what is Listable.tasks:
@@ -455,16 +599,38 @@ def ls(what: Annotated[Listable, typer.Argument(help="What to list.")], out: Out
                 r["config_hash"],
                 str(r["seed"]),
                 f"{m['win_rate']['mean']:.4f}",
-                "-" if kl is None else f"{kl['mean']:.4f} ({kl['id']})",
+                "-" if kl is None else f"{kl['mean']:.4f} ({metric_label(kl['id'])})",
                 str(path),
             )
         console.print(table)
+
+
+def print_hyperparameters(methods: Registry[Any]) -> None:
+    """One table per method: each hyperparameter's name, type, default, range and help."""
+    for name in methods.names():
+        method = methods.get(name)
+        doc = (method.__doc__ or "").strip().split("\n")[0]
+        table = Table(title=f"{name}: {doc}" if doc else name, title_justify="left", highlight=False)
+        for col in ("name", "type", "default", "range", "help"):
+            table.add_column(col, overflow="fold", ratio=3 if col == "help" else None)
+        fields = describe(method.Config)
+        for f in fields:
+            table.add_row(*(escape(x) for x in (f.name + " *" * f.operational, f.type, f.default, f.range, f.help)))
+        if any(f.operational for f in fields):
+            table.caption = "* operational: stored with the run, not part of its identity (config hash)"
+        console.print(table)
+    console.print(
+        "Set a hyperparameter with -p KEY=VALUE; a task's YAML file may change its defaults (its methods: block).",
+        highlight=False,
+        markup=False,
+    )
 
 
 @app.command()
 def show(
     run_ref: Annotated[str, typer.Argument(metavar="RUN", help="A run directory or a config hash (prefix).")],
     out: OutOption = "runs",
+    verbose: Verbose = False,
 ) -> None:
     """Show a stored run's config, metrics (off-target ones included, where evaluated) and cost."""
     path = store.find_run(store.root(out), run_ref)
@@ -473,5 +639,5 @@ def show(
     console.print_json(data={"method": config["method"], "seed": config["seed"], "task": results["task"]})
     print_results(results)
     if "offtarget" in results:
-        console.print(offtarget_table(path, results["offtarget"]))
+        print_offtarget(path, results["offtarget"])
     console.print_json(data={"cost": results["cost"], "provenance": results["provenance"]})

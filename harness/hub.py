@@ -12,6 +12,7 @@ import numpy as np
 
 from harness.assets import MissingAssetError
 from harness.policy import Completions, Prompt
+from harness.progress import progress
 
 
 def require_hub(
@@ -95,18 +96,20 @@ class HFClassifierReward:
         import torch
 
         out = []
-        for p, row, tokens in zip(prompts, completions.text, completions.tokens, strict=True):
-            scores = []
-            context = self.context(p)
-            for s in range(0, len(row), self.batch_size):
-                texts = row[s : s + self.batch_size]
-                args = ([context] * len(texts), texts) if self.pair else ([context + c for c in texts],)
-                enc = self.tokenizer(*args, return_tensors="pt", padding=True, truncation=True)
-                with torch.inference_mode():
-                    logits = self.model(**enc.to(self.model.device)).logits
-                scores.append(logits[:, self.index].float().cpu().numpy())
-            r = np.concatenate(scores).astype(np.float64)
-            if self.eos is not None:
-                r[[not t or t[-1] != self.eos for t in tokens]] = self.no_eos_reward
-            out.append(r)
+        with progress("reward model", sum(len(row) for row in completions.text)) as bar:
+            for p, row, tokens in zip(prompts, completions.text, completions.tokens, strict=True):
+                scores = []
+                context = self.context(p)
+                for s in range(0, len(row), self.batch_size):
+                    texts = row[s : s + self.batch_size]
+                    args = ([context] * len(texts), texts) if self.pair else ([context + c for c in texts],)
+                    enc = self.tokenizer(*args, return_tensors="pt", padding=True, truncation=True)
+                    with torch.inference_mode():
+                        logits = self.model(**enc.to(self.model.device)).logits
+                    scores.append(logits[:, self.index].float().cpu().numpy())
+                    bar.advance(bar.task_ids[0], len(texts))
+                r = np.concatenate(scores).astype(np.float64)
+                if self.eos is not None:
+                    r[[not t or t[-1] != self.eos for t in tokens]] = self.no_eos_reward
+                out.append(r)
         return out

@@ -15,6 +15,7 @@ import numpy as np
 
 from harness import seeding, store
 from harness.policy import Completions, Prompt
+from harness.progress import progress
 from harness.store import config_hash, staged, write_json, write_jsonl
 from harness.task import Task
 
@@ -22,6 +23,7 @@ log = logging.getLogger(__name__)
 
 # Pools of different streams never share samples.
 STREAMS = {"pool": seeding.POOL, "held-out": seeding.HELD_OUT, "train": seeding.TRAIN_POOL}
+LABELS = {"pool": "reference pool", "held-out": "held-out reference samples", "train": "training pool"}
 
 
 @dataclass
@@ -68,14 +70,19 @@ class PoolCache:
             log.info("reusing the reference pool %s", path)
             return _load(path, len(prompts), m)
         log.info("sampling a reference pool of %d per prompt for %d prompts", m, len(prompts))
-        c = task.reference.sample(prompts, m, seeding.derive_seed(seed, STREAMS[stream]))
-        if c.ref_token_logprobs is None:
-            c.ref_token_logprobs = c.token_logprobs
-        pool = Pool(
-            completions=c,
-            rewards=task.reward.score(prompts, c),
-            gold=task.gold_reward.score(prompts, c) if task.gold_reward else None,
-        )
+        what = f"{LABELS[stream]} ({m} per prompt, {len(prompts)} prompts)"
+        gold = None
+        with progress(f"{what}: sampling", 2 + (task.gold_reward is not None)) as bar:
+            c = task.reference.sample(prompts, m, seeding.derive_seed(seed, STREAMS[stream]))
+            if c.ref_token_logprobs is None:
+                c.ref_token_logprobs = c.token_logprobs
+            bar.update(bar.task_ids[0], advance=1, description=f"{what}: proxy reward")
+            rewards = task.reward.score(prompts, c)
+            if task.gold_reward is not None:
+                bar.update(bar.task_ids[0], advance=1, description=f"{what}: gold reward")
+                gold = task.gold_reward.score(prompts, c)
+            bar.advance(bar.task_ids[0])
+        pool = Pool(completions=c, rewards=rewards, gold=gold)
         self.sampled += len(prompts) * m
         _save(pool, prompts, path, {"task": task.config.name, "m": m, "seed": seed, "stream": stream})
         return pool

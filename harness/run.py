@@ -104,7 +104,7 @@ def resolve(
     try:
         config = method_cls.Config.model_validate(merged)
     except ValidationError as e:
-        raise ConfigError(one_line(f"{method} config", e), validation_fields(e)) from None
+        raise ConfigError(one_line(f"{method} config", e, method_cls.Config), validation_fields(e)) from None
     return RunSpec(task=task_config, method=method_cls, method_name=method, config=config, seed=seed)
 
 

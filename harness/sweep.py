@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import itertools
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
@@ -173,19 +175,26 @@ class Outcome:
     path: str | None = None
     reused: bool = False
     error: str | None = None
+    seconds: float = 0.0  # wall clock of the cell in this sweep
+    metrics: dict[str, float] = field(default_factory=dict)  # metric name -> mean over prompts
 
 
 def run_cell(cell: Cell, out: Path, force: bool = False) -> Outcome:
     """One cell: an ordinary run (skipped when it already finished, resumed when it was interrupted)."""
+    t0 = time.perf_counter()
     try:
         result = execute(cell.spec(), out, force=force)
     except (FloatingPointError, ValueError, RuntimeError, OSError, StoreError) as e:
         log.error("cell %s/%s %s seed %d failed: %s", cell.task, cell.method, cell.params, cell.seed, e)
-        return Outcome(cell, error=f"{type(e).__name__}: {e}")
-    return Outcome(cell, str(result.path), result.reused)
+        return Outcome(cell, error=f"{type(e).__name__}: {e}", seconds=time.perf_counter() - t0)
+    metrics = {name: m["mean"] for name, m in result.results.get("metrics", {}).items()}
+    return Outcome(cell, str(result.path), result.reused, seconds=time.perf_counter() - t0, metrics=metrics)
 
 
-def run_local(sweep: Sweep, out: Path, force: bool = False) -> list[Outcome]:
+OnDone = Callable[[Outcome], None]  # called as each cell finishes
+
+
+def run_local(sweep: Sweep, out: Path, force: bool = False, on_done: OnDone | None = None) -> list[Outcome]:
     from harness.progress import progress
 
     outcomes = []
@@ -193,10 +202,14 @@ def run_local(sweep: Sweep, out: Path, force: bool = False) -> list[Outcome]:
         for cell in sweep.cells:
             outcomes.append(run_cell(cell, out, force))
             bar.advance(bar.task_ids[0])
+            if on_done is not None:
+                on_done(outcomes[-1])
     return outcomes
 
 
-def run_ray(sweep: Sweep, out: Path, address: str | None = None, force: bool = False) -> list[Outcome]:
+def run_ray(
+    sweep: Sweep, out: Path, address: str | None = None, force: bool = False, on_done: OnDone | None = None
+) -> list[Outcome]:
     """Each cell one Ray task with the sweep's resource request, on a local Ray instance (address None) or the
     cluster at `address`."""
     import ray
@@ -212,6 +225,9 @@ def run_ray(sweep: Sweep, out: Path, address: str | None = None, force: bool = F
     with progress(f"sweep {sweep.path.name} on ray", len(sweep.cells)) as bar:
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1)
-            outcomes[pending.pop(done[0])] = ray.get(done[0])
+            outcome = ray.get(done[0])
+            outcomes[pending.pop(done[0])] = outcome
             bar.advance(bar.task_ids[0])
+            if on_done is not None:
+                on_done(outcome)
     return [o for o in outcomes if o is not None]

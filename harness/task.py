@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,12 +29,28 @@ def validation_fields(e: ValidationError) -> list[str]:
     return [".".join(str(x) for x in err["loc"]) for err in e.errors()]
 
 
-def one_line(what: str, e: ValidationError) -> str:
+def one_line(what: str, e: ValidationError, model: type[BaseModel] | None = None) -> str:
+    """The errors of validating `model` (where given, an unknown key is named with the keys it accepts)."""
     parts = []
     for err in e.errors():
         loc = ".".join(str(x) for x in err["loc"]) or "(root)"
-        parts.append(f"{loc} = {err.get('input')!r}: {err['msg']}")
+        accepted = accepted_keys(model, err["loc"][:-1]) if err["type"] == "extra_forbidden" else None
+        if accepted is None:
+            parts.append(f"{loc} = {err.get('input')!r}: {err['msg']}")
+            continue
+        close = difflib.get_close_matches(str(err["loc"][-1]), accepted, n=1, cutoff=0.6)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        parts.append(f"unknown key {loc!r}{hint}; accepted: {', '.join(accepted) or 'none'}")
     return f"invalid {what}: " + "; ".join(parts)
+
+
+def accepted_keys(model: type[BaseModel] | None, loc: tuple[int | str, ...]) -> list[str] | None:
+    """The fields of the (nested) model at `loc` inside `model`, or None where no model is known there."""
+    for part in loc:
+        field = model.model_fields.get(str(part)) if model is not None else None
+        annotation = field.annotation if field is not None else None
+        model = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+    return None if model is None else list(model.model_fields)
 
 
 MAX_NEW_TOKENS = 16384
@@ -110,7 +127,7 @@ class TaskConfig(StrictModel):
         try:
             return cls.model_validate(raw)
         except ValidationError as e:
-            raise ConfigError(one_line(f"task file {str(path)!r}", e), validation_fields(e)) from None
+            raise ConfigError(one_line(f"task file {str(path)!r}", e, cls), validation_fields(e)) from None
 
 
 @dataclass

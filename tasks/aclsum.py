@@ -19,6 +19,7 @@ from pydantic import ConfigDict, Field
 from harness import assets
 from harness.backends import BackendParams, load_policy, resolve_device
 from harness.policy import Completions, Prompt
+from harness.progress import track
 from harness.task import ConfigError, Task, TaskConfig
 
 SPLITS = ("train", "val", "test")
@@ -113,7 +114,10 @@ class Embeddings:
         self._cache: dict[str, np.ndarray] = {}
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
-        return np.asarray(self.model.encode(list(texts), normalize_embeddings=True, batch_size=64), dtype=np.float64)
+        return np.asarray(
+            self.model.encode(list(texts), normalize_embeddings=True, batch_size=64, show_progress_bar=False),
+            dtype=np.float64,
+        )
 
     def of(self, text: str) -> np.ndarray:
         if text not in self._cache:
@@ -138,7 +142,7 @@ class SimilarityReward:
 
     def score(self, prompts: Sequence[Prompt], completions: Completions) -> list[np.ndarray]:
         out = []
-        for p, row in zip(prompts, completions.text, strict=True):
+        for p, row in track(zip(prompts, completions.text, strict=True), f"{self.target} similarity", len(prompts)):
             target = self.embeddings.of(getattr(self.items[p.id], self.target))
             sim = self.embeddings.encode(row) @ target
             excess = np.maximum(0, np.array([_words(t) for t in row]) - self.max_words)

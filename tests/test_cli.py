@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -15,12 +16,15 @@ import yaml
 from typer.testing import CliRunner
 
 from harness.cli import app
+from harness.confighelp import FieldHelp, describe
+from harness.method import METHODS
 from harness.run import execute, resolve
 from harness.task import TASKS
 from tests.conftest import interruptible
 
 runner = CliRunner()
 METRICS = ("reward", "win_rate", "kl_exact", "kl_bon_bound", "kl_bon_beirami", "kl_mc")
+METRIC_ID = re.compile(r"\w@\d")  # a stored metric id such as reward@1, which a reader takes for n = 1
 
 
 def invoke(*args: str):
@@ -45,7 +49,11 @@ def test_run_writes_a_complete_run(tmp_path):
         assert m["id"] == f"{name}@1"
         lo, hi = m["ci95"]
         assert lo <= m["mean"] <= hi
-        assert f"{name}@1" in result.output
+        assert re.search(rf"│ {name} +│", result.output), name
+    # metric ids are printed by name, their versions in one footnote, never as name@version (read as n)
+    assert not METRIC_ID.search(result.output), result.output
+    versions = " ".join(result.output.split("metric versions:")[1].split())
+    assert all(f"{name} v1" in versions for name in METRICS), versions
     assert results["cost"]["samples_per_output"] == 4
     config = json.loads((path / "config.json").read_text())
     assert config["method"] == {"name": "bon", "n": 4}
@@ -108,7 +116,15 @@ def test_same_seed_gives_identical_results(tmp_path):
         (("--method", "bon", "--task", "toy", "--n", "0"), "n = 0: Input should be greater than or equal to 1"),
         (("--method", "bon", "--task", "toy", "--n", "-3"), "n = -3: Input should be greater than or equal to 1"),
         (("--method", "bon", "--task", "toy", "--n", "2.5"), "n = 2.5: Input should be a valid integer"),
-        (("--method", "bon", "--task", "toy", "-p", "m=3"), "m = 3: Extra inputs are not permitted"),
+        (("--method", "bon", "--task", "toy", "-p", "nn=3"), "unknown key 'nn' (did you mean 'n'?); accepted: n"),
+        (
+            ("--method", "ppo", "--task", "toy", "-p", "bta=3"),
+            f"unknown key 'bta' (did you mean 'beta'?); accepted: {', '.join(METHODS.get('ppo').Config.model_fields)}",
+        ),
+        (("--method", "bon", "--task", "toy", "--n", "4", "-p", "n=8"), "--n 4 and --param n=8 disagree"),
+        (("--method", "bon", "--task", "toy", "-p", "n=8", "--n", "4"), "--n 4 and --param n=8 disagree"),
+        (("--method", "bon", "--task", "toy", "--n", "1", "-p", "n=true"), "--n 1 and --param n=true disagree"),
+        (("--method", "bon", "--task", "toy", "-p", "n=2", "-p", "n=3"), "--param n=2 and --param n=3 disagree"),
         (("--method", "bon", "--task", "toy", "--samples", "0"), "samples_per_prompt = 0"),
         (("--method", "ppo", "--task", "toy", "-p", "beta=0"), "beta = 0: Input should be greater than 0"),
         (("--method", "dpo", "--task", "toy", "-p", "beta=-1"), "beta = -1: Input should be greater than 0"),
@@ -205,22 +221,88 @@ def test_an_interrupt_leaves_nothing_half_written(tmp_path, block, sig):
 
 
 def test_ls_runs_and_show(tmp_path):
-    assert invoke("run", "--method", "bon", "--task", "toy", "--out", str(tmp_path)).exit_code == 0
+    ran = invoke("run", "--method", "bon", "--task", "toy", "--out", str(tmp_path))
+    assert ran.exit_code == 0, ran.output
+    tables = ran.output[: ran.output.index("run: ")]  # what run prints before the run's directory
+    assert "best-of-n from the reference pool" in tables and "metric versions:" in tables
     path = only_run(tmp_path)
-    listing = invoke("ls", "runs", "--out", str(tmp_path))
+    listing = runner.invoke(app, ["ls", "runs", "--out", str(tmp_path)], env={"COLUMNS": "250"})
     assert listing.exit_code == 0 and path.name in listing.output
+    assert "(kl_exact v1)" in listing.output and not METRIC_ID.search(listing.output)
     for ref in (path.name[:6], str(path)):
         shown = invoke("show", ref, "--out", str(tmp_path))
         assert shown.exit_code == 0, shown.output
-        assert "kl_exact@1" in shown.output and '"n": 4' in shown.output
+        assert tables in shown.output  # the same tables as the run printed, curve and versions included
+        assert '"n": 4' in shown.output and not METRIC_ID.search(shown.output)
     missing = invoke("show", "ffffff", "--out", str(tmp_path))
     assert missing.exit_code == 2 and "no run 'ffffff'" in missing.output
 
 
 def test_ls_methods_and_tasks():
-    assert "bon" in invoke("ls", "methods").output
+    assert invoke("ls", "methods").output.split() == METHODS.names()  # names only, without -v
     assert "toy" in invoke("ls", "tasks").output
     assert invoke("ls", "models").exit_code == 2
+
+
+def test_ls_methods_verbose_shows_every_hyperparameter():
+    wide = {"COLUMNS": "250"}
+    after = runner.invoke(app, ["ls", "methods", "-v"], env=wide)
+    before = runner.invoke(app, ["-v", "ls", "methods"], env=wide)
+    assert after.exit_code == 0, after.output
+    assert after.output == before.output
+    rows = {
+        tuple(cell.strip() for cell in line.strip("│").split("│"))
+        for line in after.output.splitlines()
+        if line.startswith("│")
+    }
+    for name in METHODS.names():
+        assert name in after.output
+        for f in describe(METHODS.get(name).Config):
+            assert (f.name + " *" * f.operational, f.type, f.default, f.range, f.help) in rows, (name, f)
+    assert ("n", "int", "4", "[1, 4096]", "Samples drawn from the reference policy per output.") in rows
+
+
+def test_hyperparameters_read_types_defaults_and_ranges_from_the_config():
+    by_name = {f.name: f for f in describe(METHODS.get("vbon").Config)}
+    assert by_name["variant"] == FieldHelp(
+        "variant", "str", "exact", "exact, l1, released", by_name["variant"].help, operational=False
+    )
+    assert (by_name["n"].type, by_name["n"].default, by_name["n"].range) == ("int", "8", "[2, 4096]")
+    assert (by_name["lr"].type, by_name["lr"].range) == ("float", "> 0")
+    assert (by_name["gae_lambda"].range, by_name["lr_decay"].default) == ("[0, 1]", "true")
+    assert by_name["log_every"].operational and not by_name["lr"].operational
+    assert {f.name: f.range for f in describe(METHODS.get("jbond").Config)}["eta"] == "(0, 1]"  # gt=0, le=1
+
+
+def _commands(command, path=()):
+    """(path, command) of every command and group of the CLI."""
+    yield path, command
+    for name, sub in getattr(command, "commands", {}).items():
+        yield from _commands(sub, (*path, name))
+
+
+def test_every_command_takes_verbose_after_its_name():
+    import typer
+
+    for path, _ in _commands(typer.main.get_command(app)):
+        for flag in ("-v", "--verbose"):
+            result = invoke(*path, flag, "--help")
+            assert result.exit_code == 0, (path, flag, result.output)
+
+
+def test_verbose_after_the_command_logs_and_equal_n_and_param_n_agree(tmp_path):
+    args = ("--method", "bon", "--task", "toy", "--n", "2", "-p", "n=2", "--out", str(tmp_path))
+
+    def harness(*argv: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "harness", *argv], capture_output=True, text=True)
+
+    loud = harness("run", "-v", *args)
+    assert loud.returncode == 0, loud.stderr
+    assert "building task toy" in loud.stderr
+    quiet = harness("run", *args, "--force")
+    assert quiet.returncode == 0, quiet.stderr
+    assert "building task toy" not in quiet.stderr
+    assert json.loads((only_run(tmp_path) / "config.json").read_text())["method"] == {"name": "bon", "n": 2}
 
 
 def test_console_script_is_installed():
@@ -247,6 +329,21 @@ def test_a_task_yaml_file_runs_like_a_registered_task(tmp_path):
     run = only_run(tmp_path / "runs")
     assert run.parent.parent.name == "toy-copy"
     assert json.loads((run / "results.json").read_text())["metrics"]["reward"]["n_prompts"] == 3
+
+
+def test_an_unknown_task_file_key_names_the_accepted_keys(tmp_path):
+    path = _toy_copy(tmp_path, "toy-typo")
+    config = yaml.safe_load(path.read_text())
+    config["generation"]["temprature"] = 1.0
+    path.write_text(yaml.safe_dump(config))
+    result = invoke("run", "--method", "bon", "--task", str(path), "--out", str(tmp_path / "runs"))
+    assert result.exit_code == 2
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1, result.output
+    assert (
+        "unknown key 'generation.temprature' (did you mean 'temperature'?); accepted: max_new_tokens, temperature, "
+        "top_k, top_p" in " ".join(lines[0].split())
+    )
 
 
 def test_a_bad_task_param_is_one_line_naming_it(tmp_path):

@@ -3,14 +3,18 @@ the penalty for a completion without EOS, checked against the reward model calle
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
+from rich.console import Console
 from transformers import AutoTokenizer, GPT2Config, GPT2ForSequenceClassification
 
+import harness.progress
+from harness.hub import HFClassifierReward
 from harness.policy import Completions, Prompt
 from harness.task import TASKS, TaskConfig, build_task
 from tasks.hubtasks import question, single_turn
@@ -86,3 +90,13 @@ def test_single_turn_extracts_the_prompt_and_its_question():
     dialogues = ["\n\nHuman: hi there\n\nAssistant: hello", "\n\nHuman: a\n\nAssistant: b\n\nHuman: c\n\nAssistant: d"]
     assert single_turn(dialogues) == ["\n\nHuman: hi there\n\nAssistant:"]
     assert question(Prompt("p", single_turn(dialogues)[0], ())) == "hi there"
+
+
+def test_a_reward_model_shows_its_progress_on_a_terminal(reward_dir, monkeypatch):
+    buffer = io.StringIO()
+    monkeypatch.setattr(harness.progress, "_console", Console(file=buffer, force_terminal=True, width=120))
+    reward = HFClassifierReward(str(reward_dir), None, "cpu", batch_size=2)
+    texts = [["a good summary", "another", "a third one"]]
+    scores = reward.score([Prompt("p", "post: ", (1,))], Completions(tokens=[[(1,), (2,), (3,)]], text=texts))
+    assert scores[0].shape == (3,)
+    assert "reward model" in buffer.getvalue() and "3/3" in buffer.getvalue()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -77,6 +78,21 @@ def test_a_bad_sweep_file_fails_before_any_cell_naming_the_line(tmp_path, text, 
     proc = harness("sweep", str(path), "--out", str(tmp_path / "runs"))
     assert proc.returncode == 2 and f"{path}:{line}:" in proc.stderr
     assert not (tmp_path / "runs").exists()  # nothing started
+
+
+def test_off_a_terminal_every_finished_cell_prints_one_line(tmp_path):
+    path, out = write(tmp_path, "tasks: [toy]\nmethods:\n  bon: {n: [1, 2]}\n"), str(tmp_path / "runs")
+    metrics = r"reward -?\d+\.\d{4} \(exact\), win_rate \d\.\d{4} \(exact\), kl \d\.\d{4} \(exact\)"
+    first = harness("sweep", str(path), "--out", out)  # stdout is a pipe here, as in CI
+    assert first.returncode == 0, first.stderr
+    lines = [line for line in first.stdout.splitlines() if line.startswith("[")]
+    assert len(lines) == 2, first.stdout
+    for i, line in enumerate(lines):
+        assert re.fullmatch(rf"\[{i + 1}/2\] toy bon n={i + 1} seed 0: \d+\.\d s, {metrics}", line), line
+    again = harness("sweep", str(path), "--out", out)
+    assert [line for line in again.stdout.splitlines() if line.startswith("[")] == [
+        re.sub(r"\d+\.\d s,", "reused,", line) for line in lines
+    ]
 
 
 SWEEP = "tasks: [toy]\nseeds: [0]\nmethods:\n  ppo:\n    beta: [0.5, 1.0, 2.0, 4.0, 8.0, 16.0]\n    steps: 25\n"
