@@ -13,7 +13,7 @@ from transformers import AutoTokenizer, GPT2Config, GPT2ForSequenceClassificatio
 
 from harness.policy import Completions, Prompt
 from harness.task import TASKS, TaskConfig, build_task
-from tasks.hubtasks import question, single_turn
+from harness.tasks.hubtasks import question, single_turn
 
 
 @pytest.fixture(scope="module")
