@@ -17,9 +17,9 @@ import time
 import numpy as np
 
 from harness import bon
+from harness.methods.bon import BoNPolicy
 from harness.policy import EnumerablePolicy, enumerate_prompt
 from harness.task import build_task, load_task
-from methods.bon import BoNPolicy
 
 
 def main() -> None:

@@ -111,21 +111,47 @@ def softbon_distribution(p_ref: np.ndarray, rewards: np.ndarray, n: int, lam: fl
     log_w = (levels - levels.max()) / lam  # <= 0, the top level at 0
     keep = q > 0
     log_q, log_w = np.log(q[keep]), log_w[keep]
-    # Below s = -log n - 50 the integrand is < exp(-50) of its mass; above -log w_k + 6 level k's is < exp(-400).
-    grid = np.arange(-np.log(n) - 50.0, -log_w.min() + 6.0 + step, step)
-    acc = np.full(len(log_w), -np.inf)
-    with np.errstate(over="ignore"):
-        for chunk in np.array_split(grid, max(1, len(grid) // 20000)):
-            t_w = np.exp(chunk[:, None] + log_w[None, :])  # t w_k
-            log_phi = logsumexp(log_q[None, :] - t_w, axis=1)
-            log_f = log_w[None, :] + chunk[:, None] - t_w + (n - 1) * log_phi[:, None]
-            acc = np.logaddexp(acc, logsumexp(log_f, axis=0))
+    acc = _log_integral(log_q, log_w, n, log_w, step)
     level_mass = np.zeros(len(levels))
     level_mass[keep] = np.exp(np.log(n) + log_q + acc + np.log(step))
     out = np.zeros_like(p_ref)
     nz = q[group] > 0
     out[nz] = p_ref[nz] / q[group][nz] * level_mass[group][nz]
     return out
+
+
+def _log_integral(log_q: np.ndarray, log_w: np.ndarray, n: int, query: np.ndarray, step: float) -> np.ndarray:
+    """log int_0^inf w exp(-t w) phi(t)^(n-1) dt / step, for each log w in `query`, with phi the Laplace transform
+    of the law putting mass q_k on w_k (see `softbon_distribution`), on the log-t grid of spacing `step`."""
+    # Below s = -log n - 50 the integrand is < exp(-50) of its mass; above -log w + 6 it is < exp(-400).
+    grid = np.arange(-np.log(n) - 50.0, -min(log_w.min(), query.min()) + 6.0 + step, step)
+    acc = np.full(len(query), -np.inf)
+    with np.errstate(over="ignore"):
+        for chunk in np.array_split(grid, max(1, len(grid) // 20000)):
+            log_phi = logsumexp(log_q[None, :] - np.exp(chunk[:, None] + log_w[None, :]), axis=1)
+            t_w = np.exp(chunk[:, None] + query[None, :])  # t w for each queried w
+            log_f = query[None, :] + chunk[:, None] - t_w + (n - 1) * log_phi[:, None]
+            acc = np.logaddexp(acc, logsumexp(log_f, axis=0))
+    return acc
+
+
+def softbon_log_ratio(
+    rewards: np.ndarray, reference_rewards: np.ndarray, n: int, lam: float, step: float = 0.02
+) -> np.ndarray:
+    """log pi(y) / pi_ref(y) of soft best-of-n for outputs of the given rewards, with pi_ref's reward law taken as
+    the empirical law of `reference_rewards` (a reference pool's). Exact where that law is pi_ref's (an enumerated
+    support, weighted), so that E_pi[log pi/pi_ref] over soft best-of-n's outputs estimates its KL on any task:
+        log pi(y)/pi_ref(y) = log n + log int_0^inf w(y) exp(-t w(y)) phi(t)^(n-1) dt  (`softbon_distribution`)."""
+    if not lam > 0:
+        raise ValueError(f"lambda must be > 0, got {lam}")
+    rewards, reference = np.asarray(rewards, np.float64), np.asarray(reference_rewards, np.float64)
+    if n == 1:
+        return np.zeros(len(rewards))
+    levels, counts = np.unique(reference, return_counts=True)
+    top = max(levels.max(), rewards.max())
+    log_q = np.log(counts / counts.sum())
+    acc = _log_integral(log_q, (levels - top) / lam, n, (rewards - top) / lam, step)
+    return np.log(n) + acc + np.log(step)
 
 
 def softmax_choice(rewards: np.ndarray, lam: float, rng: np.random.Generator) -> np.ndarray:

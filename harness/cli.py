@@ -1,4 +1,7 @@
-"""The `harness` command line. Heavy libraries (torch, transformers) load only inside commands that run models."""
+"""The `harness` command line. Heavy libraries (torch, transformers) load only inside commands that run models.
+
+(Over 300 lines on purpose: one thin function per command over the module that does its work, with the one error
+handler and the tables they share.)"""
 
 from __future__ import annotations
 
@@ -22,6 +25,7 @@ from harness.assets import MissingAssetError
 from harness.backends import EngineError
 from harness.confighelp import describe
 from harness.confighelp import show as show_value
+from harness.metrics import preferred
 from harness.registry import BadNameError, DuplicateNameError, Registry, UnknownNameError
 from harness.task import ConfigError
 
@@ -380,7 +384,9 @@ class Executor(StrEnum):
 
 @app.command()
 def sweep(
-    file: Annotated[Path, typer.Argument(help="Sweep file (YAML): tasks, seeds, methods with grids.")],
+    file: Annotated[
+        str, typer.Argument(help="Sweep file (YAML: tasks, seeds, methods with grids), or a shipped sweep's name.")
+    ],
     executor: Annotated[Executor, typer.Option(help="Run cells one after another, or as Ray tasks.")] = Executor.local,
     address: Annotated[
         str | None, typer.Option(help="Ray cluster address (e.g. ray://host:10001); default: a local Ray instance.")
@@ -394,7 +400,7 @@ def sweep(
     On a terminal a progress bar follows the cells; elsewhere (CI, a pipe) each finished cell prints one line."""
     from harness import sweep as sweeps
 
-    plan = sweeps.load(file)
+    plan = sweeps.load(sweeps.locate(file))
     root = store.root(out)
     store.ensure_writable(root)
     console.print(f"{file}: {len(plan.cells)} cells", highlight=False)
@@ -457,6 +463,13 @@ def board(verbose: Verbose = False) -> None:
 WithPublished = Annotated[
     bool, typer.Option(help="Rank the store's runs among the rows already published in <dest>/<task>/results.jsonl.")
 ]
+Reevaluated = Annotated[
+    bool,
+    typer.Option(
+        help="Read each run through its latest re-evaluation (`harness evaluate`), where it has one; rows then "
+        "group runs by those evaluation settings."
+    ),
+]
 
 
 @board_app.command("build")
@@ -466,11 +479,12 @@ def leaderboard_build(
     with_published: WithPublished = False,
     dest: Annotated[Path, typer.Option(help="Directory of published leaderboards.")] = Path("leaderboards"),
     verbose: Verbose = False,
+    reevaluated: Reevaluated = False,
 ) -> None:
     """Print the leaderboard of a task: one row per (method, setting) aggregated over seeds."""
     from harness import leaderboard
 
-    df = leaderboard.build(store.root(out), task, dest if with_published else None)
+    df = leaderboard.build(store.root(out), task, dest if with_published else None, reevaluated)
     shown = leaderboard.display(df)
     table = Table(title=f"leaderboard: {task} ({len(df)} rows, runs in {out})")
     for col in shown.columns:
@@ -497,13 +511,14 @@ def leaderboard_publish(
     dest: Annotated[Path, typer.Option(help="Directory of published leaderboards.")] = Path("leaderboards"),
     with_published: WithPublished = False,
     verbose: Verbose = False,
+    reevaluated: Reevaluated = False,
 ) -> None:
     """Write <dest>/<task>/: leaderboard.md, leaderboard.csv, index.html, the plots against KL and the raw results
     behind them (results.jsonl), and <dest>/index.html, the page of every board. It replaces only a previous
     publication of the task."""
     from harness import leaderboard
 
-    path = leaderboard.publish(store.root(out), task, dest, with_published)
+    path = leaderboard.publish(store.root(out), task, dest, with_published, reevaluated)
     files = sorted(p.name for p in path.iterdir() if not p.name.startswith("."))
     console.print(f"published: {path}  ({', '.join(files)})", highlight=False)
 
@@ -579,27 +594,25 @@ def ls(
         if ctx.meta.get("verbose"):  # -v before or after the command
             print_hyperparameters(METHODS)
             return
-        for name in METHODS.names():
-            console.print(name)
+        _names(METHODS)
     elif what is Listable.tasks:
         from harness.task import TASKS
 
-        for name in TASKS.names():
-            console.print(name)
+        _names(TASKS)
     else:
         table = Table()
         for col in ("task", "method", "config_hash", "seed", "win_rate", "kl", "path"):
             table.add_column(col)
         for path, _, r in store.load_runs(store.root(out)):
             m = r["metrics"]
-            kl = next((m[k] for k in ("kl_exact", "kl_mc", "kl_bon_beirami") if k in m), None)
+            kl = preferred(m, "kl")
             table.add_row(
                 r["task"]["name"],
                 r["method"],
                 r["config_hash"],
                 str(r["seed"]),
                 f"{m['win_rate']['mean']:.4f}",
-                "-" if kl is None else f"{kl['mean']:.4f} ({metric_label(kl['id'])})",
+                "-" if kl is None else f"{kl[1]['mean']:.4f} ({metric_label(kl[1]['id'])})",
                 str(path),
             )
         console.print(table)
@@ -624,6 +637,16 @@ def print_hyperparameters(methods: Registry[Any]) -> None:
         highlight=False,
         markup=False,
     )
+
+
+def _names(registry: Any) -> None:
+    """A registry's names, one per line; one that cannot be loaded says why on its line."""
+    for name in registry.names():
+        problem = registry.problem(name)
+        if problem is None:
+            console.print(name, highlight=False)
+        else:
+            console.print(f"{name}  [red](broken: {escape(problem)})[/]", highlight=False)
 
 
 @app.command()

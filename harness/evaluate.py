@@ -8,31 +8,15 @@ from typing import Any
 
 import numpy as np
 
-from harness import bon, kl, seeding, winrate
-from harness.method import AlignedPolicy
-from harness.policy import Completions, EnumerablePolicy, enumerate_prompt, sequence_logprobs
+from harness import kl, seeding, winrate
+from harness.method import AlignedPolicy, Outputs
+from harness.metrics import CURVE, metric_id
+from harness.policy import EnumerablePolicy, enumerate_prompt, sequence_logprobs
 from harness.pool import PoolCache
 from harness.stats import summarize
 from harness.task import Task
 
 log = logging.getLogger(__name__)
-
-# Bump a metric's version whenever its definition changes; the version is stored with every value.
-METRIC_VERSIONS = {
-    "reward": 1,
-    "gold_reward": 1,
-    "win_rate": 1,
-    "kl_mc": 1,
-    "kl_k3": 1,
-    "kl_bon_bound": 1,
-    "kl_bon_beirami": 1,
-    "reward_exact": 1,
-    "gold_reward_exact": 1,
-    "win_rate_exact": 1,
-    "kl_exact": 1,
-    "rouge_l": 1,
-}
-CURVE_METRICS = ("reward", "gold_reward", "win_rate", "kl_bon_bound", "kl_bon_beirami")
 
 
 @dataclass
@@ -43,30 +27,11 @@ class Evaluation:
     bon_curve: list[dict[str, Any]] = field(default_factory=list)
 
 
-@dataclass
-class Outputs:
-    """The outputs that a policy's metrics average over, per prompt, with their weights in that average."""
-
-    completions: Completions
-    rewards: list[np.ndarray]
-    gold: list[np.ndarray] | None
-    weights: list[np.ndarray]
-
-
 def outputs_of(task: Task, policy: AlignedPolicy, seed: int) -> Outputs:
-    """Fresh samples with equal weights; for best-of-n from the pool, the pool with the best-of-n weights."""
-    if policy.pool is not None and policy.bon_n is not None:
-        pool, rng = policy.pool, np.random.default_rng(seeding.derive_seed(seed, seeding.TIES))
-        orders = [bon.pool_order(r, rng) for r in pool.rewards]
-        w = bon.pool_weights(pool.m, policy.bon_n)
-        completions = pool.completions.take(orders)
-        completions.token_logprobs = None  # pi_ref's, not the best-of-n policy's
-        return Outputs(
-            completions=completions,
-            rewards=[r[o] for r, o in zip(pool.rewards, orders, strict=True)],
-            gold=None if pool.gold is None else [g[o] for g, o in zip(pool.gold, orders, strict=True)],
-            weights=[w] * len(orders),
-        )
+    """The policy's pooled outputs where it has them (best-of-n), else fresh samples with equal weights."""
+    pooled = policy.pooled(seed)
+    if pooled is not None:
+        return pooled
     k = task.config.evaluation.samples_per_prompt
     log.info("sampling %d outputs for each of %d prompts", k, len(task.prompts))
     c = policy.generate(task.prompts, k, seeding.derive_seed(seed, seeding.OUTPUTS))
@@ -99,10 +64,7 @@ def evaluate(task: Task, policy: AlignedPolicy, seed: int, pools: PoolCache) -> 
         terms["kl_mc"] = [kl.kl_k1_terms(a, b) for a, b in zip(seq, ref_seq, strict=True)]
     if c.token_logprobs is not None:
         terms["kl_k3"] = [kl.kl_k3_terms(a, b) for a, b in zip(c.token_logprobs, ref_tokens, strict=True)]
-    if policy.bon_n is not None:
-        n = policy.bon_n
-        terms["kl_bon_bound"] = [np.full(len(r), kl.kl_bon_bound(n)) for r in out.rewards]
-        terms["kl_bon_beirami"] = [kl.kl_bon_beirami_terms(s, n) for s in ref_seq]
+    terms.update(policy.kl_terms(out, ref_seq))
     per_prompt = {
         name: [float(np.average(v, weights=wi)) for v, wi in zip(vals, w, strict=True)] for name, vals in terms.items()
     }
@@ -112,27 +74,23 @@ def evaluate(task: Task, policy: AlignedPolicy, seed: int, pools: PoolCache) -> 
     rng = np.random.default_rng(seeding.derive_seed(seed, seeding.BOOTSTRAP))
 
     def summary(name: str, values: list[float]) -> dict[str, Any]:
-        version = METRIC_VERSIONS.get(name, task.config.version)  # a task's own metric follows the task's version
-        return {"id": f"{name}@{version}", **summarize(np.asarray(values), rng, cfg.bootstrap).to_dict()}
+        return {
+            "id": metric_id(name, task.config.version),
+            **summarize(np.asarray(values), rng, cfg.bootstrap).to_dict(),
+        }
 
     metrics = {name: summary(name, values) for name, values in per_prompt.items()}
     curve = []
-    if policy.pool is not None:
-        m = policy.pool.m
-        for n in range(1, m + 1):
-            wn = bon.pool_weights(m, n)
-            point: dict[str, Any] = {"n": n}
-            for name in (*CURVE_METRICS, *extra):
-                if name == "kl_bon_beirami":
-                    vals = [float(wn @ kl.kl_bon_beirami_terms(s, n)) for s in ref_seq]
-                elif name == "kl_bon_bound":
-                    vals = [kl.kl_bon_bound(n)] * len(prompts)
-                elif name in terms:
-                    vals = [float(wn @ v) for v in terms[name]]
-                else:
-                    continue
+    for n, member in policy.curve():  # the same outputs, weighted as each member of the policy's family
+        pooled = member.pooled(seed)
+        assert pooled is not None, "a policy's curve is evaluated from its pooled outputs"
+        member_terms = terms | member.kl_terms(pooled, ref_seq)
+        point: dict[str, Any] = {"n": n}
+        for name in (*CURVE, *extra):
+            if name in member_terms:
+                vals = [float(wn @ v) for wn, v in zip(pooled.weights, member_terms[name], strict=True)]
                 point[name] = summary(name, vals)
-            curve.append(point)
+        curve.append(point)
 
     records = [
         {

@@ -62,12 +62,23 @@ class RunContext:
         return self.pools.get(self.task, self.task.config.evaluation.pool_size, self.seed)
 
 
+@dataclass
+class Outputs:
+    """The outputs that a policy's metrics average over, per prompt, with their weights in that average."""
+
+    completions: Completions
+    rewards: list[np.ndarray]
+    gold: list[np.ndarray] | None
+    weights: list[np.ndarray]
+
+
 class AlignedPolicy(ABC):
-    """The result of a method: a policy to generate from, with its inference and training cost."""
+    """The result of a method: a policy to generate from, with its inference and training cost.
+
+    The evaluator (harness.evaluate) samples `generate` and scores the outputs; a policy that can be evaluated
+    better says so through the three hooks below, which do nothing by default."""
 
     samples_per_output: int = 1
-    bon_n: int | None = None  # set by best-of-n policies: enables the best-of-n KL estimators
-    pool: Pool | None = None  # set by best-of-n policies evaluated exactly from the reference pool (n <= M)
     training: TrainingCost = TrainingCost()  # what it took to produce the policy; none for inference-only
 
     @abstractmethod
@@ -75,8 +86,24 @@ class AlignedPolicy(ABC):
         """`count` outputs per prompt; the same seed, the same outputs."""
 
     def logprob(self, prompts: Sequence[Prompt], tokens: list[list[tuple[int, ...]]]) -> list[np.ndarray] | None:
-        """Sequence log-probabilities of given completions under this policy, where it has them."""
+        """Sequence log-probabilities of given completions under this policy, where it has them (the Monte Carlo
+        and exact KL read them; see docs/adding-a-method.md)."""
         return None
+
+    def pooled(self, seed: int) -> Outputs | None:
+        """The shared reference pool of the evaluation prompts, weighted so that every metric is this policy's
+        exactly in expectation (best-of-n: harness.bon.pool_weights); None: the evaluator samples afresh."""
+        return None
+
+    def kl_terms(self, outputs: Outputs, ref_logprobs: list[np.ndarray]) -> dict[str, list[np.ndarray]]:
+        """Per-output terms of KL estimators that hold for this policy alone (best-of-n's, soft best-of-n's), from
+        the outputs and their sequence log-probabilities under pi_ref; none by default."""
+        return {}
+
+    def curve(self) -> list[tuple[int, AlignedPolicy]]:
+        """Policies of this one's family evaluated from its pooled outputs beside it, by their n (best-of-n at
+        n = 1..M: the best-of-n curve of results.json); none by default."""
+        return []
 
 
 C = TypeVar("C", bound=MethodConfig)
@@ -95,7 +122,7 @@ class Method(ABC, Generic[C]):
 
 
 def _builtin_methods() -> list[tuple[str, str]]:
-    return [(stem, f"methods.{stem}") for stem, _ in package_modules("methods")]
+    return [(stem, f"harness.methods.{stem}") for stem, _ in package_modules("harness.methods")]
 
 
 METHODS: Registry[type[Method]] = Registry("method", "harness.methods", _builtin_methods)

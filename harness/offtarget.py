@@ -22,11 +22,11 @@ import numpy as np
 
 from harness import seeding, store
 from harness.bon import argmax_random_ties
+from harness.metrics import metric_id
 from harness.stats import summarize
 
 DISTINCT_N = (1, 2, 3)
 DISTINCT_SET = 8  # independent outputs per set that distinct-n reads
-METRIC_VERSIONS = {"length": 1, "distinct_1": 1, "distinct_2": 1, "distinct_3": 1, "ppl_ref": 1}
 LM_EVAL_TASKS_DIR = Path(__file__).parent / "lm_eval_tasks"
 DEFAULT_LM_EVAL_TASKS = ("harness_imdb_heldout",)
 
@@ -89,7 +89,7 @@ def own_metrics(
         )
     boot = np.random.default_rng(seeding.derive_seed(seed, seeding.OFFTARGET, seeding.BOOTSTRAP))
     metrics = {
-        name: {"id": f"{name}@{METRIC_VERSIONS[name]}", **summarize(np.array(values), boot, bootstrap).to_dict()}
+        name: {"id": metric_id(name, 0), **summarize(np.array(values), boot, bootstrap).to_dict()}
         for name, values in per_prompt.items()
     }
     return metrics, notes

@@ -45,7 +45,8 @@ class PoolCache:
         self.sampled = 0  # completions sampled by this cache (0 when every pool came from disk)
 
     def path(self, task: Task, m: int, seed: int, stream: str) -> Path:
-        config = task.config.model_dump(exclude={"methods", "evaluation"})
+        # the task's settings, not where its code lives (the builder), and the prompts as built
+        config = task.config.model_dump(exclude={"methods", "evaluation", "builder"})
         if config["params"].get("backend") == "auto":
             # the pool is that of the backend `auto` chose: the same samples as a config naming it
             config["params"]["backend"] = getattr(task.reference, "backend", "auto")

@@ -115,6 +115,19 @@ class Registry(Generic[T]):
             )
         return self._entries[name]
 
+    def problem(self, name: str) -> str | None:
+        """Why `name` cannot be loaded, found without importing its module (a missing module); None if it looks
+        loadable."""
+        target = self.target(name)
+        if not isinstance(target, str) or target.endswith((".yaml", ".yml")):
+            return None
+        module_name = target.partition(":")[0]
+        try:
+            found = importlib.util.find_spec(module_name) is not None
+        except (ImportError, ValueError) as e:
+            return f"cannot be loaded from {target!r}: {e}"
+        return None if found else f"cannot be loaded from {target!r}: no module named {module_name!r}"
+
     def get(self, name: str) -> T:
         """The object registered as `name`, importing its module on first use."""
         target = self.target(name)
@@ -124,8 +137,9 @@ class Registry(Generic[T]):
         try:
             module = importlib.import_module(module_name)
             obj: T = getattr(module, attr) if attr else None  # type: ignore[assignment]
-        except (ImportError, AttributeError) as e:
-            raise UnknownNameError(f"{self.kind} {name!r} cannot be loaded from {target!r}: {e}", self.kind) from None
+        except Exception as e:  # a plugin's module may fail in any way on import: one line naming it
+            why = " ".join(f"{type(e).__name__}: {e}".split())
+            raise UnknownNameError(f"{self.kind} {name!r} cannot be loaded from {target!r}: {why}", self.kind) from None
         if attr:
             self._entries[name] = obj
             return obj

@@ -20,6 +20,7 @@ import harness
 from harness import seeding, store
 from harness.backends import require_backend
 from harness.evaluate import evaluate
+from harness.identity import HASH_SCHEME, LEGACY_BUILDER, identity, implementation, modern_builder
 from harness.method import METHODS, AlignedPolicy, Method, MethodConfig, RunContext, TrainingCost
 from harness.pool import PoolCache
 from harness.task import (
@@ -54,6 +55,7 @@ class RunSpec:
             "hash_scheme": HASH_SCHEME,
             "task": self.task.model_dump(exclude={"methods"}),
             "method": {"name": self.method_name, **self.config.model_dump(exclude=operational)},
+            "implementation": implementation(self.method),
             "operational": self.config.model_dump(include=operational),
             "seed": self.seed,
         }
@@ -61,28 +63,17 @@ class RunSpec:
     def hash(self) -> str:
         return store.config_hash(identity(self.resolved()))
 
-    def legacy_hash(self) -> str:
-        """The hash that scheme 1 gave this config (the whole config, operational settings included), under which
-        a store written before scheme 2 holds its run."""
-        method = {"name": self.method_name, **self.config.model_dump()}
-        return store.config_hash(
-            {"task": self.task.model_dump(exclude={"methods"}), "method": method, "seed": self.seed}
-        )
-
-
-# 1: the whole config.json was hashed. 2: the method's operational settings (logging, checkpointing) are stored
-# apart from the identity and left out of the hash, which includes "hash_scheme".
-HASH_SCHEME = 2
-LEGACY_OPERATIONAL = ("log_every", "checkpoint_every")  # the operational method settings of hash scheme 1
-
-
-def identity(config: dict[str, Any]) -> dict[str, Any]:
-    """What makes a stored config.json's results what they are: everything but its operational settings. Reads
-    every hash scheme (a scheme-1 config kept its operational settings among the method's)."""
-    if config.get("hash_scheme", 1) == 1:
-        method = {k: v for k, v in config["method"].items() if k not in LEGACY_OPERATIONAL}
-        return {k: v for k, v in config.items() if k != "method"} | {"method": method}
-    return {k: v for k, v in config.items() if k != "operational"}
+    def legacy_hashes(self) -> list[str]:
+        """The hashes that earlier schemes gave this config, under which an older store holds its run: scheme 2
+        (the built-in builders spelled `tasks.<module>`, before they moved into the harness package, and no
+        implementation), then scheme 1 (the whole config, operational settings included)."""
+        task = self.task.model_dump(exclude={"methods"})
+        task["builder"] = LEGACY_BUILDER.sub("", task["builder"])
+        operational = self.config.operational()
+        method = {"name": self.method_name, **self.config.model_dump(exclude=operational)}
+        two = {"hash_scheme": 2, "task": task, "method": method, "seed": self.seed}
+        one = {"task": task, "method": {"name": self.method_name, **self.config.model_dump()}, "seed": self.seed}
+        return [store.config_hash(two), store.config_hash(one)]
 
 
 def resolve(
@@ -144,10 +135,12 @@ def execute(spec: RunSpec, out: Path, force: bool = False) -> RunResult:
             spec.method(spec.config).align(ctx)
         return RunResult(final, {}, reused=False, worker=True)
 
-    legacy = store.run_path(out, spec.task.name, spec.method_name, spec.legacy_hash())
-    if store.is_complete(legacy) and not force and not store.is_complete(final):
-        log.info("already finished under its hash scheme 1 name: %s (use --force to recompute)", legacy)
-        return RunResult(legacy, store.read_run(legacy)[1], reused=True)
+    if not force and not store.is_complete(final):
+        for old in spec.legacy_hashes():
+            legacy = store.run_path(out, spec.task.name, spec.method_name, old)
+            if store.is_complete(legacy):
+                log.info("already finished under an earlier hash scheme: %s (use --force to recompute)", legacy)
+                return RunResult(legacy, store.read_run(legacy)[1], reused=True)
     with store.run_lock(out, final):
         if store.is_complete(final) and not force:
             log.info("already finished: %s (use --force to recompute)", final)
@@ -180,6 +173,7 @@ def _compute(spec: RunSpec, out: Path, final: Path, checkpoints: Path) -> dict[s
                 "metadata": task.metadata,
             },
             "method": spec.method_name,
+            "implementation": implementation(spec.method),
             "config_hash": spec.hash(),
             "seed": spec.seed,
             "metrics": evaluation.metrics,
@@ -192,7 +186,7 @@ def _compute(spec: RunSpec, out: Path, final: Path, checkpoints: Path) -> dict[s
                 "training_seconds": policy.training.seconds,
             },
         }
-        store.write_json(stage / store.RESULTS, results)
+        store.write_results(stage, results)
         store.seal(stage)
     return results
 
@@ -204,12 +198,13 @@ def backend_of(task: Task) -> str | None:
 
 def stored_spec(run_dir: Path) -> RunSpec:
     """The spec of a stored run, from its own config.json (not from the task's current YAML)."""
-    config, _ = store.read_run(run_dir)
+    config = store.read_config(run_dir)
     method = dict(config["method"]) | config.get("operational", {})
     name = method.pop("name")
     cls = METHODS.get(name)
+    task = config["task"] | {"builder": modern_builder(config["task"]["builder"])}
     return RunSpec(
-        task=TaskConfig.model_validate(config["task"]),
+        task=TaskConfig.model_validate(task),
         method=cls,
         method_name=name,
         config=cls.Config.model_validate(method),
@@ -251,7 +246,7 @@ def reevaluate(run_dir: Path, evaluation: dict[str, Any] | None = None, trust: b
     pools = PoolCache(out)
     policy = load_aligned(run_dir, spec, task, pools)
     result = evaluate(task, policy, spec.seed, pools)
-    stored = store.read_run(run_dir)[1]
+    stored = {k: v for k, v in store.read_run(run_dir)[1].items() if k != "offtarget"}  # the run's, not this one's
     results = stored | {
         "task": stored["task"] | {"backend": backend_of(task)},
         "evaluation": settings,
@@ -264,7 +259,7 @@ def reevaluate(run_dir: Path, evaluation: dict[str, Any] | None = None, trust: b
     }
     with store.staged(final) as stage:
         store.write_jsonl(stage / store.SAMPLES, result.records)
-        store.write_json(stage / store.RESULTS, results)
+        store.write_results(stage, results)
         store.seal(stage)
     return RunResult(final, results, reused=False)
 

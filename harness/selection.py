@@ -1,6 +1,6 @@
 """Inference-time policies that draw n samples of the reference policy and return one of them, chosen by a rule
-on their rewards and reference log-probabilities (soft best-of-n, regularized best-of-n; best-of-n itself is
-`methods/bon.py`). A method adapter supplies the rule and its exact output distribution."""
+on their rewards and reference log-probabilities (best-of-n, soft best-of-n, regularized best-of-n). A method
+adapter supplies the rule and its exact output distribution."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from harness.method import AlignedPolicy
+from harness import kl
+from harness.bon import argmax_random_ties
+from harness.method import AlignedPolicy, Outputs
 from harness.policy import Completions, EnumerablePolicy, Policy, Prompt, Reward, enumerate_prompt, sequence_logprobs
 from harness.pool import Pool
 
@@ -88,3 +90,22 @@ class SelectionPolicy(AlignedPolicy):
                     self._log_dist[prompt.tokens] = np.log(self.distribution(e.p_ref, e.rewards))
             out.append(self._log_dist[prompt.tokens][e.index(row)])
         return out
+
+
+class BestOfScorePolicy(SelectionPolicy):
+    """Returns the candidate of highest `score` (ties uniformly at random): best-of-n of that score. The KL of
+    best-of-n depends only on n and pi_ref when the score has no ties, whatever the score, so the best-of-n
+    bound log n - (n-1)/n and Beirami et al.'s (2024) estimate apply (docs/formulas.md)."""
+
+    def score(self, rewards: np.ndarray, ref_logprobs: np.ndarray) -> np.ndarray:
+        """The score the best candidate maximises; the proxy reward by default (best-of-n)."""
+        return rewards
+
+    def choose(self, rewards: np.ndarray, ref_logprobs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        return argmax_random_ties(self.score(rewards, ref_logprobs), rng)
+
+    def kl_terms(self, outputs: Outputs, ref_logprobs: list[np.ndarray]) -> dict[str, list[np.ndarray]]:
+        return {
+            "kl_bon_bound": [np.full(len(s), kl.kl_bon_bound(self.n)) for s in ref_logprobs],
+            "kl_bon_beirami": [kl.kl_bon_beirami_terms(s, self.n) for s in ref_logprobs],
+        }

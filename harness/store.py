@@ -12,6 +12,9 @@ complete, so the store never holds a half-written run, whatever interrupts the p
 on its staging directory; a staging directory whose lock nobody holds (its writer was killed) is removed on the
 next use of the store. Files carry a sha256 in checksums.json, checked when they are read, so a file changed or
 truncated after it was written is reported, never read as if it were right.
+
+(Over 300 lines on purpose: this is the one module that knows the store's layout and its safety rules, staging,
+locks, checksums and publishing; split, the layout would be spelled in several places again.)
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from typing import Any
 
 import jsonlines
 
+from harness import record
 from harness.registry import check_name
 
 log = logging.getLogger(__name__)
@@ -364,6 +368,16 @@ def list_runs(out: Path) -> list[Path]:
     return sorted(p.parent for p in out.glob(f"*/*/*/{RESULTS}") if _HASH.fullmatch(p.parent.name))
 
 
+def read_config(path: Path) -> dict[str, Any]:
+    """The config.json of a stored run, checked against its checksums."""
+    remedy = "recompute the run with --force (same command), or delete its directory"
+    verify(path, CONFIG, remedy=remedy)
+    config = read_json(path / CONFIG)
+    if not isinstance(config, dict):
+        raise CorruptError(f"{path / CONFIG} must hold a JSON object; {remedy}")
+    return config
+
+
 def read_run(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     """(config, results) of a stored run, checked against its checksums."""
     remedy = "recompute the run with --force (same command), or delete its directory"
@@ -371,6 +385,7 @@ def read_run(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     config, results = read_json(path / CONFIG), read_json(path / RESULTS)
     if not isinstance(config, dict) or not isinstance(results, dict):
         raise CorruptError(f"{path}: config.json and results.json must hold JSON objects; {remedy}")
+    _checked(results, path / RESULTS, remedy)
     if (path / OFFTARGET).is_file():
         results["offtarget"] = read_json(path / OFFTARGET)
     return config, results
@@ -382,7 +397,27 @@ def read_evaluation(path: Path) -> dict[str, Any]:
     results = read_json(path / RESULTS)
     if not isinstance(results, dict):
         raise CorruptError(f"{path / RESULTS} must hold a JSON object; delete its directory and evaluate again")
-    return results
+    return _checked(results, path / RESULTS, "delete its directory and evaluate again")
+
+
+def latest_evaluation(run: Path) -> Path | None:
+    """The most recent complete re-evaluation stored beside a run (by its start time), or None."""
+    found = [p.parent for p in (run / "evaluations").glob(f"*/{RESULTS}")]
+    return max(found, key=lambda p: read_evaluation(p)["timing"]["started_at"], default=None)
+
+
+def write_results(stage: Path, results: dict[str, Any]) -> None:
+    """Write a run's (or a re-evaluation's) results.json into its staging directory, after checking it against
+    the record's schema (harness.record)."""
+    record.checked(results, "results of this run")
+    write_json(stage / RESULTS, results)
+
+
+def _checked(results: dict[str, Any], path: Path, remedy: str) -> dict[str, Any]:
+    try:
+        return record.checked(results, str(path))
+    except record.RecordError as e:
+        raise CorruptError(f"{e}; {remedy}") from None
 
 
 def write_offtarget(path: Path, entry: dict[str, Any]) -> None:

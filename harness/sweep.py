@@ -29,7 +29,7 @@ from typing import Annotated, Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from harness.registry import BadNameError, UnknownNameError
+from harness.registry import BadNameError, UnknownNameError, package_modules
 from harness.run import ConfigError, RunSpec, execute, resolve
 from harness.seeding import MAX_SEED
 from harness.store import StoreError
@@ -84,6 +84,20 @@ def grid(block: Params) -> list[Params]:
     """Every combination of the block's list-valued entries (the other entries are fixed)."""
     axes = {k: v if isinstance(v, list) else [v] for k, v in block.items()}
     return [dict(zip(axes, values, strict=True)) for values in itertools.product(*axes.values())]
+
+
+def shipped() -> dict[str, str]:
+    """The sweep files that ship with the harness (the repository's sweeps/ folder), by name."""
+    return dict(package_modules("harness.sweeps", suffix=".yaml"))
+
+
+def locate(name: str) -> Path:
+    """A sweep file by path, or a shipped one by name (`toy` is the repository's sweeps/toy.yaml)."""
+    if Path(name).is_file():
+        return Path(name)
+    if name in shipped():
+        return Path(shipped()[name])
+    raise SweepError(f"sweep file {name!r} not found (shipped sweeps: {', '.join(sorted(shipped())) or 'none'})")
 
 
 def load(path: Path) -> Sweep:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, ValidationInfo, field_validator
 
 from harness.policy import EnumerablePolicy, Policy, Prompt, Reward
 from harness.registry import NAME_PATTERN, Registry, package_modules
@@ -108,6 +109,8 @@ class TaskConfig(StrictModel):
     methods: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="Default hyperparameters of each method on this task."
     )
+    # The directory of a task file given by path: its builder's module may sit beside it (not part of the config).
+    _directory: str | None = PrivateAttr(None)
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> TaskConfig:
@@ -156,7 +159,7 @@ class Task:
 
 
 def _builtin_tasks() -> list[tuple[str, str]]:
-    return [(stem, path) for stem, path in package_modules("tasks", suffix=".yaml")]
+    return [(stem, path) for stem, path in package_modules("harness.tasks", suffix=".yaml")]
 
 
 TASKS: Registry[TaskConfig] = Registry("task", "harness.tasks", _builtin_tasks)
@@ -168,7 +171,9 @@ def load_task(name: str) -> TaskConfig:
     if name.endswith((".yaml", ".yml")):
         if not Path(name).is_file():
             raise ConfigError(f"task file {name!r} not found")
-        return TaskConfig.from_yaml(name)
+        config = TaskConfig.from_yaml(name)
+        config._directory = str(Path(name).resolve().parent)
+        return config
     target = TASKS.target(name)
     if isinstance(target, str) and target.endswith((".yaml", ".yml")):
         return TaskConfig.from_yaml(target)
@@ -180,6 +185,8 @@ def builder(config: TaskConfig) -> Callable[[TaskConfig], Task]:
     module_name, sep, attr = config.builder.partition(":")
     if not sep or not module_name or not attr:
         raise ConfigError(f"task {config.name!r}: builder = {config.builder!r}: expected 'module:function'")
+    if config._directory is not None and config._directory not in sys.path:
+        sys.path.append(config._directory)  # after everything installed: a module beside the file never shadows
     try:
         build = getattr(importlib.import_module(module_name), attr)
     except ImportError as e:

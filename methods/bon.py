@@ -2,6 +2,10 @@
 
 Ties are broken uniformly at random, so on an enumerable task the output distribution is exactly
 pi_n(y) = pi_ref(y) / pi_ref([y]) * (F<=(y)^n - F<(y)^n) (harness.bon.bon_distribution).
+
+With n <= M, the shared reference pool of M samples per evaluation prompt evaluates best-of-n exactly in
+expectation at no extra sampling (harness.bon.pool_weights), and with it best-of-n at every n' = 1..M: the
+best-of-n curve. Beyond the pool, outputs are sampled afresh.
 """
 
 from __future__ import annotations
@@ -11,43 +15,47 @@ from collections.abc import Sequence
 import numpy as np
 from pydantic import Field
 
-from harness.bon import argmax_random_ties, bon_distribution
-from harness.method import MAX_N, METHODS, AlignedPolicy, Method, MethodConfig, RunContext
-from harness.policy import Completions, EnumerablePolicy, Policy, Prompt, Reward, enumerate_prompt
+from harness import bon, seeding
+from harness.method import MAX_N, METHODS, AlignedPolicy, Method, MethodConfig, Outputs, RunContext
+from harness.policy import Policy, Prompt, Reward
 from harness.pool import Pool
+from harness.selection import BestOfScorePolicy
 
 
 class BoNConfig(MethodConfig):
     n: int = Field(4, ge=1, le=MAX_N, description="Samples drawn from the reference policy per output.")
 
 
-class BoNPolicy(AlignedPolicy):
-    def __init__(self, reference: Policy, reward: Reward, n: int, pool: Pool | None = None):
-        self.reference = reference
-        self.reward = reward
-        self.n = self.bon_n = self.samples_per_output = n
-        self.pool = pool
+class BoNPolicy(BestOfScorePolicy):
+    """Best-of-n of the proxy reward; evaluated from `pool` (the evaluation prompts' reference pool) where given."""
 
-    def generate(self, prompts: Sequence[Prompt], count: int, seed: int) -> Completions:
-        candidates = self.reference.sample(prompts, count * self.n, seed)
-        candidates.ref_token_logprobs = candidates.token_logprobs  # sampled from pi_ref itself
-        rng = np.random.default_rng([seed, 1])  # tie breaking, independent of the sampling stream
-        offsets = np.arange(count) * self.n
-        rewards = self.reward.score(prompts, candidates)
-        chosen = candidates.take([offsets + argmax_random_ties(r.reshape(count, self.n), rng) for r in rewards])
-        chosen.token_logprobs = None  # best-of-n has no per-token probabilities
-        return chosen
+    def __init__(
+        self, reference: Policy, reward: Reward, n: int, pool: Pool | None = None, prompts: Sequence[Prompt] = ()
+    ):
+        super().__init__(reference, reward, n, pool, prompts)
+        self.pool = pool if pool is not None and n <= pool.m else None
 
-    def logprob(self, prompts: Sequence[Prompt], tokens: list[list[tuple[int, ...]]]) -> list[np.ndarray] | None:
-        """Exact log pi_n(y) where the reference policy can be enumerated; unavailable otherwise."""
-        if not isinstance(self.reference, EnumerablePolicy):
+    def distribution(self, p_ref: np.ndarray, rewards: np.ndarray) -> np.ndarray:
+        return bon.bon_distribution(p_ref, rewards, self.n)
+
+    def pooled(self, seed: int) -> Outputs | None:
+        if self.pool is None:
             return None
-        out = []
-        for prompt, row in zip(prompts, tokens, strict=True):
-            e = enumerate_prompt(self.reference, self.reward, prompt)
-            with np.errstate(divide="ignore"):
-                out.append(np.log(bon_distribution(e.p_ref, e.rewards, self.n)[e.index(row)]))
-        return out
+        pool, rng = self.pool, np.random.default_rng(seeding.derive_seed(seed, seeding.TIES))
+        orders = [bon.pool_order(r, rng) for r in pool.rewards]
+        completions = pool.completions.take(orders)
+        completions.token_logprobs = None  # pi_ref's, not the best-of-n policy's
+        return Outputs(
+            completions=completions,
+            rewards=[r[o] for r, o in zip(pool.rewards, orders, strict=True)],
+            gold=None if pool.gold is None else [g[o] for g, o in zip(pool.gold, orders, strict=True)],
+            weights=[bon.pool_weights(pool.m, self.n)] * len(orders),
+        )
+
+    def curve(self) -> list[tuple[int, AlignedPolicy]]:
+        if self.pool is None:
+            return []
+        return [(k, BoNPolicy(self.reference, self.reward, k, self.pool)) for k in range(1, self.pool.m + 1)]
 
 
 @METHODS.register("bon")
@@ -57,7 +65,5 @@ class BoN(Method[BoNConfig]):
     Config = BoNConfig
 
     def align(self, ctx: RunContext) -> AlignedPolicy:
-        # With n <= M, the shared reference pool evaluates best-of-n exactly in expectation and at no extra
-        # sampling cost (harness.bon.pool_weights); beyond it, outputs are sampled afresh.
         fits = self.config.n <= ctx.task.config.evaluation.pool_size
         return BoNPolicy(ctx.task.reference, ctx.task.reward, self.config.n, ctx.pool() if fits else None)

@@ -36,6 +36,8 @@ class BoNBoNConfig(OfflineConfig):
     def _check(self) -> BoNBoNConfig:
         if self.target == "ties" and self.pair != "ipo":
             raise ValueError("target = 'ties' sets the gap of the ipo pair term; it needs pair = 'ipo'")
+        if self.n > self.pool_size:
+            raise ValueError(f"n = {self.n} exceeds pool_size = {self.pool_size}; groups are drawn from the pool")
         return self
 
 
@@ -47,8 +49,6 @@ class BoNBoN(Method[BoNBoNConfig]):
 
     def align(self, ctx: RunContext) -> AlignedPolicy:
         cfg, task = self.config, ctx.task
-        if cfg.n > cfg.pool_size:
-            raise ValueError(f"n = {cfg.n} exceeds pool_size = {cfg.pool_size}; groups are drawn from the pool")
         beta_n = objectives.bonbon_beta(cfg.n)
         pool = ctx.pools.get(task, cfg.pool_size, ctx.seed, stream="train")
         pairs = PoolPairs(pool, task.train_prompts, task.config.generation.temperature)

@@ -14,11 +14,11 @@ from collections.abc import Sequence
 import numpy as np
 from pydantic import Field
 
-from harness.bon import argmax_random_ties, rbon_distribution, rbon_scores
+from harness.bon import rbon_distribution, rbon_scores
 from harness.method import MAX_N, METHODS, AlignedPolicy, Method, MethodConfig, RunContext
 from harness.policy import Policy, Prompt, Reward
 from harness.pool import Pool
-from harness.selection import SelectionPolicy
+from harness.selection import BestOfScorePolicy
 
 
 class RBoNConfig(MethodConfig):
@@ -26,7 +26,7 @@ class RBoNConfig(MethodConfig):
     beta: float = Field(0.1, ge=0, description="Weight beta of log pi_ref(y) in the score r(y) + beta log pi_ref(y).")
 
 
-class RBoNPolicy(SelectionPolicy):
+class RBoNPolicy(BestOfScorePolicy):
     def __init__(
         self,
         beta: float,
@@ -38,11 +38,9 @@ class RBoNPolicy(SelectionPolicy):
     ):
         super().__init__(reference, reward, n, pool, prompts)
         self.beta = beta
-        # best-of-n of another score: the best-of-n KL estimators, which read only n and pi_ref(y), apply
-        self.bon_n = n
 
-    def choose(self, rewards: np.ndarray, ref_logprobs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        return argmax_random_ties(rbon_scores(rewards, ref_logprobs, self.beta), rng)
+    def score(self, rewards: np.ndarray, ref_logprobs: np.ndarray) -> np.ndarray:
+        return rbon_scores(rewards, ref_logprobs, self.beta)
 
     def distribution(self, p_ref: np.ndarray, rewards: np.ndarray) -> np.ndarray:
         return rbon_distribution(p_ref, rewards, self.n, self.beta)

@@ -3,6 +3,9 @@ probability proportional to exp(r(y_i) / lambda).
 
 lambda -> 0 is best-of-n (ties broken uniformly at random), lambda -> inf is the reference policy. On an
 enumerable task the output distribution is exact (harness.bon.softbon_distribution), so its KL and win rate are.
+Elsewhere, with n <= M, its candidates come from the shared reference pool and its KL is `kl_pool`: the mean over
+its outputs of log pi(y)/pi_ref(y), which depends on y only through r(y) and is computed exactly from the pool's
+reward law (harness.bon.softbon_log_ratio).
 """
 
 from __future__ import annotations
@@ -12,8 +15,8 @@ from collections.abc import Sequence
 import numpy as np
 from pydantic import ConfigDict, Field
 
-from harness.bon import softbon_distribution, softmax_choice
-from harness.method import MAX_N, METHODS, AlignedPolicy, Method, MethodConfig, RunContext
+from harness.bon import softbon_distribution, softbon_log_ratio, softmax_choice
+from harness.method import MAX_N, METHODS, AlignedPolicy, Method, MethodConfig, Outputs, RunContext
 from harness.policy import Policy, Prompt, Reward
 from harness.pool import Pool
 from harness.selection import SelectionPolicy
@@ -47,6 +50,17 @@ class SoftBoNPolicy(SelectionPolicy):
 
     def distribution(self, p_ref: np.ndarray, rewards: np.ndarray) -> np.ndarray:
         return softbon_distribution(p_ref, rewards, self.n, self.lam)
+
+    def kl_terms(self, outputs: Outputs, ref_logprobs: list[np.ndarray]) -> dict[str, list[np.ndarray]]:
+        pool = self.candidates  # the pool of the evaluation prompts, row for row
+        if pool is None or len(pool.rewards) != len(outputs.rewards):
+            return {}
+        return {
+            "kl_pool": [
+                softbon_log_ratio(r, reference, self.n, self.lam)
+                for r, reference in zip(outputs.rewards, pool.rewards, strict=True)
+            ]
+        }
 
 
 @METHODS.register("softbon")

@@ -31,6 +31,7 @@ from harness.policy import (
     enumerate_prompt,
     sequence_logprobs,
 )
+from harness.task import ConfigError
 from harness.train import PPOConfig, train_on_policy
 
 
@@ -61,7 +62,8 @@ class VBoN(Method[VBoNConfig]):
     def align(self, ctx: RunContext) -> AlignedPolicy:
         cfg, task = self.config, ctx.task
         if cfg.cdf == "exact" and not isinstance(task.reference, EnumerablePolicy):
-            raise ValueError(f"cdf='exact' needs an enumerable task; {task.config.name!r} is not (use cdf='pool')")
+            # a property of the built task, known only once it is built
+            raise ConfigError(f"cdf = 'exact' needs an enumerable task; {task.config.name!r} is not (use cdf = 'pool')")
         pool = ctx.pools.get(task, cfg.pool_size, ctx.seed, stream="train") if cfg.cdf == "pool" else None
         index = {p.tokens: i for i, p in enumerate(task.train_prompts)}
         scale = 1.0 / cfg.n if cfg.variant == "released" else 1.0

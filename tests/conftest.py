@@ -34,7 +34,7 @@ def tiny_lm(tmp_path_factory):
     from tokenizers import ByteLevelBPETokenizer
     from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
 
-    from tasks.aclsum import SPLITS, load_papers
+    from harness.tasks.aclsum import SPLITS, load_papers
 
     path = tmp_path_factory.mktemp("tiny-lm")
     bpe = ByteLevelBPETokenizer()

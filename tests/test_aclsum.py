@@ -10,7 +10,7 @@ import yaml
 
 from harness.policy import Completions
 from harness.task import TASKS, build_task, load_task
-from tasks.aclsum import ASPECTS, load_papers
+from harness.tasks.aclsum import ASPECTS, load_papers
 
 
 def tiny_aclsum(tiny_lm, tmp_path, name="aclsum-tiny"):

@@ -10,7 +10,7 @@ import pytest
 from scipy import stats
 
 from harness import bon, kl, winrate
-from methods.bon import BoNPolicy
+from harness.methods.bon import BoNPolicy
 from tests.conftest import support_arrays
 
 

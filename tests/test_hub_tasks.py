@@ -17,7 +17,7 @@ import harness.progress
 from harness.hub import HFClassifierReward
 from harness.policy import Completions, Prompt
 from harness.task import TASKS, TaskConfig, build_task
-from tasks.hubtasks import question, single_turn
+from harness.tasks.hubtasks import question, single_turn
 
 
 @pytest.fixture(scope="module")

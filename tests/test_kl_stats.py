@@ -9,7 +9,7 @@ from harness import kl
 from harness.policy import sequence_logprobs
 from harness.stats import summarize
 from harness.task import load_task
-from tasks.toy import ToyParams, ToyPolicy, build_model
+from harness.tasks.toy import ToyParams, ToyPolicy, build_model
 
 
 def test_k1_and_k3_are_unbiased_for_the_sequence_kl(toy):
@@ -59,3 +59,20 @@ def test_bootstrap_coverage_is_about_95_percent():
         lo, hi = summarize(rng.exponential(1.0, size=60), rng, n_boot=500).ci95
         hits += lo <= 1.0 <= hi
     assert 0.88 <= hits / 300 <= 0.99
+
+
+def test_a_task_of_one_prompt_has_no_standard_error_and_its_run_is_stored(tmp_path):
+    from pathlib import Path
+
+    import yaml
+
+    from harness.run import execute, resolve
+    from harness.task import TASKS
+
+    config = yaml.safe_load(Path(TASKS.target("toy")).read_text())
+    config["name"], config["params"]["n_prompts"] = "toy-one-prompt", 1
+    path = tmp_path / "toy-one-prompt.yaml"
+    path.write_text(yaml.safe_dump(config))
+    m = execute(resolve(str(path), "bon", {"n": 2}), tmp_path / "runs").results["metrics"]
+    assert m["win_rate"]["se"] is None and m["win_rate"]["n_prompts"] == 1
+    assert m["reward_exact"]["ci95"] == [m["reward_exact"]["mean"]] * 2

@@ -17,10 +17,12 @@ from pydantic import Field
 from typer.testing import CliRunner
 
 from harness import cli, leaderboard, store
+from harness.identity import identity
 from harness.leaderboard import intervals, plots, table
 from harness.method import METHODS, AlignedPolicy, Method, MethodConfig, RunContext
+from harness.metrics import metric_range
 from harness.policy import Completions, Policy, Prompt, Reward
-from harness.run import execute, identity, resolve, stored_spec
+from harness.run import execute, resolve, stored_spec
 from harness.sweep import load, run_local
 
 SWEEP = "tasks: [toy]\nseeds: [0, 1, 2]\nmethods:\n  bon: {n: [1, 4]}\n  ppo: {beta: [1.0, 4.0], steps: 5}\n"
@@ -92,14 +94,14 @@ def test_pareto_flags_exactly_the_undominated_rows():
 def test_intervals_over_seeds_stay_in_range_and_widen_with_a_diverged_seed():
     # three seeds of a win rate, one of which diverged: a t-interval over the means would leave [0, 1]
     means, cis = [0.75, 0.76, 0.06], [[0.70, 0.80], [0.72, 0.81], [0.01, 0.12]]
-    mean, lo, hi = intervals.over_seeds(means, cis, intervals.metric_range("win_rate"))
+    mean, lo, hi = intervals.over_seeds(means, cis, metric_range("win_rate"))
     assert mean == pytest.approx(np.mean(means))
     # with three seeds, one seed drawn three times has probability 1/27 > 2.5%: the range of the seeds' bounds
     assert (lo, hi) == (0.01, 0.81)
     assert intervals.over_seeds([0.4], [[0.3, 0.5]]) == (0.4, 0.3, 0.5)  # one seed: its interval over prompts
     many = intervals.over_seeds([0.5] * 20, [[0.45, 0.55]] * 19 + [[0.0, 0.1]], (0.0, 1.0))
     assert 0.0 < many[1] < 0.45 and many[2] == pytest.approx(0.55)  # one bad seed of 20 widens, not dominates
-    assert intervals.over_seeds([0.01, 0.02], [[-0.03, 0.04], [-0.01, 0.05]], intervals.metric_range("kl"))[1] == 0.0
+    assert intervals.over_seeds([0.01, 0.02], [[-0.03, 0.04], [-0.01, 0.05]], metric_range("kl"))[1] == 0.0
 
 
 def test_rows_aggregate_the_seeds_of_each_setting_with_exact_values_first(swept):
@@ -175,7 +177,10 @@ def test_operational_settings_are_not_part_of_a_runs_identity(tmp_path):
     legacy["method"] = config["method"] | config["operational"]
     assert store.config_hash(legacy) != a.hash()  # the scheme changed the hash ...
     assert table.row_key(legacy) == table.row_key(b.resolved())  # ... not the row the run belongs to
-    assert identity(legacy) == {k: v for k, v in identity(config).items() if k != "hash_scheme"}
+    old = identity(legacy)  # scheme 1 kept the task's builder in the identity; scheme 3 leaves it out
+    assert old | {"task": {k: v for k, v in old["task"].items() if k != "builder"}} == {
+        k: v for k, v in identity(config).items() if k != "hash_scheme"
+    }
     for name, stored in (("new", config), ("old", legacy)):
         (tmp_path / name).mkdir()
         store.write_json(tmp_path / name / store.CONFIG, stored)

@@ -87,7 +87,7 @@ def rolling_word_perplexity(model_dir, documents):
 
 def test_offtarget_on_a_bon_run_and_a_trained_run(tiny_lm, tmp_path):
     from harness.run import execute, resolve
-    from tasks.imdb import held_out_documents
+    from harness.tasks.imdb import held_out_documents
 
     name = tiny_aclsum(tiny_lm, tmp_path, "aclsum-offtarget").name
     out = tmp_path / "runs"
@@ -164,8 +164,8 @@ def test_offtarget_on_a_lora_run_reads_the_merged_weights(tiny_lm, tmp_path):
     from harness.method import TrainingCost
     from harness.run import execute, resolve
     from harness.task import build_task
+    from harness.tasks.imdb import held_out_documents
     from harness.train import load_trained
-    from tasks.imdb import held_out_documents
 
     name = tiny_aclsum(tiny_lm, tmp_path, "aclsum-offtarget-lora").name
     out = tmp_path / "runs"

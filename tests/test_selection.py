@@ -13,10 +13,10 @@ from scipy import stats
 
 from harness import bon, kl
 from harness.method import RunContext
+from harness.methods.bon import BoNPolicy
+from harness.methods.rbon import RBoNPolicy
+from harness.methods.softbon import SoftBoN, SoftBoNConfig, SoftBoNPolicy
 from harness.pool import PoolCache
-from methods.bon import BoNPolicy
-from methods.rbon import RBoNPolicy
-from methods.softbon import SoftBoN, SoftBoNConfig, SoftBoNPolicy
 from tests.conftest import support_arrays
 
 
@@ -133,6 +133,27 @@ def test_a_run_reports_exact_metrics_and_rbon_at_beta_0_matches_bon(tmp_path):
     soft = execute(resolve("toy", "softbon", {"n": 4, "lambda": 1.0}), tmp_path).results
     assert 0 < soft["metrics"]["kl_exact"]["mean"] < r_bon["metrics"]["kl_exact"]["mean"]
     assert soft["metrics"]["kl_mc"]["mean"] == pytest.approx(soft["metrics"]["kl_exact"]["mean"], abs=0.1)
+
+
+@pytest.mark.parametrize(("n", "lam"), [(2, 0.3), (4, 1.0), (16, 0.5), (64, 0.05)])
+def test_softbon_log_ratio_is_exact_when_the_reference_rewards_follow_pi_ref(toy, n, lam):
+    """A reference 'pool' whose reward frequencies are pi_ref's exactly gives the exact log pi/pi_ref."""
+    p_ref, r = support_arrays(toy, 0)
+    counts = np.rint(p_ref * 1e5).astype(int)  # pi_ref rounded to a law of 1e5 equally weighted draws
+    q = counts / counts.sum()
+    reference = np.repeat(r, counts)
+    exact = np.log(bon.softbon_distribution(q, r, n, lam)[q > 0] / q[q > 0])
+    np.testing.assert_allclose(bon.softbon_log_ratio(r[q > 0], reference, n, lam), exact, atol=1e-9)
+    assert bon.softbon_log_ratio(r, reference, 1, lam) == pytest.approx(np.zeros(len(r)))
+
+
+def test_softbon_kl_from_the_pool_lands_on_the_exact_kl(tmp_path):
+    """On toy, the pool-based KL of soft best-of-n (what non-enumerable tasks report) against the exact KL."""
+    from harness.run import execute, resolve
+
+    for lam in (0.3, 1.0, 3.0):
+        m = execute(resolve("toy", "softbon", {"n": 8, "lambda": lam}), tmp_path).results["metrics"]
+        assert m["kl_pool"]["mean"] == pytest.approx(m["kl_exact"]["mean"], abs=0.05), lam
 
 
 @pytest.mark.parametrize(

@@ -106,7 +106,7 @@ def _refuse(*args, **kwargs):
 @pytest.mark.slow
 def test_gold_classifier_accuracy_on_the_packaged_reviews():
     from harness.task import load_task
-    from tasks.imdb import ImdbParams, reward_classifiers
+    from harness.tasks.imdb import ImdbParams, reward_classifiers
 
     _, proxy, gold = reward_classifiers(ImdbParams.model_validate(load_task("imdb").params))
     assert gold.meta["held_out_accuracy"] >= 0.85

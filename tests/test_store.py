@@ -152,7 +152,7 @@ from harness.task import build_task
 def build(config):
     params = dict(config.params)
     ready = Path(params.pop("ready"))
-    task = build_task(config.model_copy(update={"builder": "tasks.toy:build", "params": params}))
+    task = build_task(config.model_copy(update={"builder": "harness.tasks.toy:build", "params": params}))
     ready.touch()
     while True:
         time.sleep(0.05)
@@ -414,7 +414,7 @@ def test_a_sweep_with_a_broken_task_builder_still_runs_its_valid_cells(tmp_path)
 
 def test_evaluate_builds_only_registered_builders_unless_trusted(tmp_path):
     run = toy_run(tmp_path / "runs")
-    (tmp_path / "toy_again.py").write_text("from tasks.toy import build\n")
+    (tmp_path / "toy_again.py").write_text("from harness.tasks.toy import build\n")
     config = json.loads((run / "config.json").read_text())
     config["task"]["builder"] = "toy_again:build"
     (run / "config.json").write_text(json.dumps(config))
@@ -492,16 +492,33 @@ def test_chaos_kill_9_at_random_moments_then_resume(tmp_path, job):
         shutil.rmtree(out)
 
 
-def test_a_run_stored_under_hash_scheme_1_is_found_and_not_recomputed(tmp_path):
-    """A store written before hash scheme 2 named runs by the hash of their whole config."""
+@pytest.mark.parametrize("scheme", [2, 1])
+def test_a_run_stored_under_an_earlier_hash_scheme_is_found_and_not_recomputed(tmp_path, scheme):
+    """A store written before hash scheme 3 named runs by the hash of a config that spelled the built-in builders
+    `tasks.<module>` and had no implementation (scheme 1: also with the operational settings)."""
     from harness.run import execute, resolve
 
     out = tmp_path / "runs"
     spec = resolve("toy", "bon", {"n": 2})
     first = execute(spec, out)
-    legacy = first.path.parent / spec.legacy_hash()
+    legacy = first.path.parent / spec.legacy_hashes()[2 - scheme]
     assert legacy != first.path
     os.replace(first.path, legacy)
     again = execute(spec, out)
     assert again.reused and again.path == legacy
     assert runs_in(out) == [legacy]
+
+
+def test_the_scheme_2_hash_is_the_one_scheme_2_stores_hold():
+    """best-of-8 on toy, seed 0, as a store written under hash scheme 2 named it (toy task version 1)."""
+    from harness.identity import identity, modern_builder
+    from harness.run import resolve
+
+    spec = resolve("toy", "bon", {"n": 8})
+    assert spec.legacy_hashes()[0] == "193edd75a1f8"
+    scheme_2 = {"hash_scheme": 2, **{k: v for k, v in spec.resolved().items() if k != "hash_scheme"}}
+    del scheme_2["implementation"]
+    scheme_2["task"] = scheme_2["task"] | {"builder": "tasks.toy:build"}
+    assert store.config_hash(identity(scheme_2)) == "193edd75a1f8"
+    assert modern_builder("tasks.toy:build") == "harness.tasks.toy:build"
+    assert modern_builder("tasks.mine:build") == "tasks.mine:build"  # not a built-in: a user's own module

@@ -15,11 +15,11 @@ import torch
 
 from harness import bon, kl, targets
 from harness.method import RunContext
+from harness.methods.ppo import PPO, PPOMethodConfig
+from harness.methods.vbon import VBoN, VBoNConfig
 from harness.policy import sequence_logprobs
 from harness.pool import PoolCache
 from harness.store import list_runs
-from methods.ppo import PPO, PPOMethodConfig
-from methods.vbon import VBoN, VBoNConfig
 from tests.conftest import interruptible, support_arrays
 
 
@@ -125,7 +125,7 @@ def test_best_of_n_imitators_end_closer_to_best_of_n(toy, tmp_path, method, conf
 def test_bonbon_with_the_tie_aware_target_lands_closer_to_best_of_n(toy, tmp_path):
     """On tied rewards the paper's gap 1/(2 beta_n) (5.5 at n = 4) exceeds the gap under pi_BoN (about 5.0 on
     toy), so BoNBoN overshoots pi_BoN; the tie-aware target does not."""
-    from methods.bonbon import BoNBoN, BoNBoNConfig
+    from harness.methods.bonbon import BoNBoN, BoNBoNConfig
 
     kls = {}
     for target in ("paper", "ties"):
@@ -154,7 +154,7 @@ def _exact(task, policy, n_values=(1, 2, 4, 8, 16, 32)):
 
 def test_iterative_bond_distils_best_of_n_to_the_power_of_iterations(toy, tmp_path):
     """Two phases of best-of-2 distillation, the anchor reset to the policy in between, aim at best-of-4."""
-    from methods.bond import BOND, BONDConfig
+    from harness.methods.bond import BOND, BONDConfig
 
     policy = _run(BOND, BONDConfig(n=2, iterations=2, pool_size=256, steps=150), toy, tmp_path)
     e = _exact(toy, policy, (2, 4))
@@ -165,7 +165,7 @@ def test_iterative_bond_distils_best_of_n_to_the_power_of_iterations(toy, tmp_pa
 def test_jbond_climbs_the_best_of_n_path(toy, tmp_path):
     """J-BOND distils best-of-2 of an EMA anchor that follows the policy: the policy moves far from pi_ref,
     at a higher reward, while staying near the best-of-n family (of some n > 2)."""
-    from methods.jbond import JBOND, JBONDConfig
+    from harness.methods.jbond import JBOND, JBONDConfig
 
     e = _exact(toy, _run(JBOND, JBONDConfig(steps=150), toy, tmp_path))
     assert e["kl"] > 1.0 and e["reward"] > e["reward_ref"] + 2.0, e
@@ -174,7 +174,7 @@ def test_jbond_climbs_the_best_of_n_path(toy, tmp_path):
 
 
 def test_dpo_moves_probability_toward_preferred_completions(toy, tmp_path):
-    from methods.dpo import DPO, DPOConfig
+    from harness.methods.dpo import DPO, DPOConfig
 
     policy = _run(DPO, DPOConfig(beta=0.5, pool_size=256, steps=100, lr=1e-3), toy, tmp_path)
     before, after = [], []
@@ -287,7 +287,7 @@ def test_lora_trains_only_adapters_and_improves_the_objective(toy, tmp_path):
     saved = {p.name for p in (tmp_path / "policy").iterdir()}
     assert "adapter_model.safetensors" in saved and "model.safetensors" not in saved
     from harness.task import load_task
-    from tasks.toy import ToyParams, build_model
+    from harness.tasks.toy import ToyParams, build_model
 
     fresh = build_model(ToyParams.model_validate(load_task("toy").params))
     for a, b in zip(fresh.state_dict().values(), toy.model.state_dict().values(), strict=True):
@@ -302,7 +302,7 @@ from harness.distributed import process_state
 from harness.method import RunContext
 from harness.pool import PoolCache
 from harness.task import build_task, load_task
-from methods.{module} import {cls}
+from harness.methods.{module} import {cls}
 
 state, out = process_state(), Path(sys.argv[1])
 toy = build_task(load_task("toy"))

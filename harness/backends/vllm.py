@@ -162,7 +162,7 @@ class VLLMPolicy:
             self._params(n=n, max_tokens=self.generation.max_new_tokens, logprobs=0, seed=derive_seed(seed, i))
             for i in range(len(prompts))
         ]
-        outputs = self.llm.generate(requests, params, use_tqdm=False)
+        outputs = self._generate(requests, params)
         tokens: list[list[tuple[int, ...]]] = []
         logprobs: list[list[np.ndarray]] = []
         for out in outputs:
@@ -177,6 +177,19 @@ class VLLMPolicy:
             logprobs.append(row_lp)
         return Completions(tokens=tokens, text=self.decode(tokens), token_logprobs=logprobs)
 
+    def _generate(self, requests: Any, params: Any) -> Any:
+        """vLLM's generate; an engine that died on the way (its core process killed, out of memory) is one line."""
+        try:
+            return self.llm.generate(requests, params, use_tqdm=False)
+        except Exception as e:
+            if type(e).__name__ != "EngineDeadError":
+                raise
+            shutdown()
+            raise EngineError(
+                f"vLLM's engine stopped while sampling: {_reason(e)}; nothing was stored, run the same command again "
+                "(or use backend: hf)"
+            ) from e
+
     def decode(self, tokens: list[list[tuple[int, ...]]]) -> list[list[str]]:
         return [self.tokenizer.batch_decode([list(t) for t in row], skip_special_tokens=True) for row in tokens]
 
@@ -189,7 +202,7 @@ class VLLMPolicy:
         rows = [(i, j) for i, row in enumerate(tokens) for j in range(len(row))]
         requests = [TokensPrompt(prompt_token_ids=list(prompts[i].tokens) + list(tokens[i][j])) for i, j in rows]
         params = self._params(max_tokens=1, prompt_logprobs=0)
-        outputs = self.llm.generate(requests, params, use_tqdm=False)
+        outputs = self._generate(requests, params)
         result: list[list[np.ndarray]] = [[] for _ in tokens]
         for (i, j), out in zip(rows, outputs, strict=True):
             start, comp = len(prompts[i].tokens), tokens[i][j]

@@ -34,10 +34,11 @@ FILES = ("leaderboard.md", "leaderboard.csv", "index.html", "reward_kl.png", "wi
 WHERE_GOLD = ("gold_kl.png",)  # written too where the task has a gold reward
 
 
-def publish(out: Path, task: str, dest: Path, with_published: bool = False) -> Path:
+def publish(out: Path, task: str, dest: Path, with_published: bool = False, reevaluated: bool = False) -> Path:
     """Write the board `dest/<task>/` (replaced as a whole, atomically) and the index `dest/index.html`; with
-    `with_published`, the rows of the board already published there are merged with the store's."""
-    runs = gather(out, task, dest if with_published else None)
+    `with_published`, the rows of the board already published there are merged with the store's; with
+    `reevaluated`, runs are read through their latest re-evaluation."""
+    runs = gather(out, task, dest if with_published else None, reevaluated)
     df = frame(runs)
     matched = matched_kl(df)
     with store.published(dest, task, out, FILES + WHERE_GOLD) as stage:

@@ -17,26 +17,6 @@ from collections.abc import Sequence
 import numpy as np
 
 N_BOOT = 2000
-# The range of each metric that has one (anything else is unbounded); lm-eval scores are in [0, 1] when their
-# name says accuracy.
-RANGES: dict[str, tuple[float, float]] = {
-    "win_rate": (0.0, 1.0),
-    "kl": (0.0, np.inf),
-    "rouge_l": (0.0, 1.0),
-    "distinct_2": (0.0, 1.0),
-    "length": (0.0, np.inf),
-    "ppl_ref": (1.0, np.inf),
-}
-UNIT_SCORES = ("acc", "acc_norm", "exact_match", "f1")
-
-
-def metric_range(name: str) -> tuple[float, float]:
-    """The range of a leaderboard column's values, (-inf, inf) where it has none."""
-    if name in RANGES:
-        return RANGES[name]
-    if ":" in name and name.split(":", 1)[1].split(",")[0] in UNIT_SCORES:  # an lm-eval score
-        return (0.0, 1.0)
-    return (-np.inf, np.inf)
 
 
 def over_seeds(

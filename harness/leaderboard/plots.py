@@ -11,15 +11,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from harness import targets
-from harness.leaderboard.intervals import metric_range
+from harness import metrics, targets
 from harness.leaderboard.table import PUBLISHED
+from harness.metrics import metric_range
 
 # Okabe & Ito (2008), "Color Universal Design": distinguishable under every common colour-vision deficiency;
 # ordered so that a board's methods in name order get far-apart hues, each with its own marker too.
 COLOURS = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#D55E00", "#56B4E9", "#000000", "#F0E442")
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "h", "<", ">", "p")
-LABELS = {"reward": "proxy reward", "gold_reward": "gold reward", "win_rate": "win rate vs pi_ref"}
 SOURCES_WORD = {"exact": "exact", "MC": "Monte Carlo", "Beirami": "Beirami", "bound": "bound"}
 
 
@@ -141,12 +140,12 @@ def plot(df: pd.DataFrame, task: str, y: str, path: Path, runs: list[dict[str, A
     kl_sources = ", ".join(SOURCES_WORD[s] for s in sorted(set(shown["kl_source"])))
     y_sources = ", ".join(SOURCES_WORD[s] for s in sorted(set(shown[f"{y}_source"])))
     ax.set_xlabel(f"KL(pi || pi_ref), nats ({kl_sources}{scale})")
-    ax.set_ylabel(f"{LABELS[y]} ({y_sources})")
-    ax.set_title(f"{task}: {LABELS[y].split(' vs ')[0]} against KL (95% intervals)")
+    ax.set_ylabel(f"{metrics.label(y)} ({y_sources})")
+    ax.set_title(f"{task}: {metrics.label(y).split(' vs ')[0]} against KL (95% intervals)")
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     if len(left_out):
         names = "; ".join(f"{r.method} {r.setting}" for r in left_out.itertuples())
-        fig.text(0.01, 0.01, f"not plotted (no KL or no {LABELS[y]}): {names}", fontsize=7)
+        fig.text(0.01, 0.01, f"not plotted (no KL or no {metrics.label(y)}): {names}", fontsize=7)
     fig.tight_layout()
     fig.savefig(path, format="png", metadata={"Software": None})
     plt.close(fig)

@@ -11,23 +11,23 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from harness import store
+from harness import metrics, store
+from harness.identity import identity
 from harness.leaderboard import intervals
-from harness.run import identity
+from harness.metrics import CATALOGUE, PREFERENCE, metric_range
 
-# Each column reads the first source that every run of its row stores: the exact value where the output space
-# is enumerable, then the Monte Carlo estimate, then (KL of best-of-n policies) the Beirami et al. (2024)
-# estimate and the log n - (n-1)/n bound. Every stored source is kept in the csv as `<column>_<source>`.
+# Each column reads the first estimator that every run of its row stores, in the catalogue's order of preference
+# (harness.metrics.PREFERENCE); every stored estimator is kept in the csv as `<column>_<source>`.
 SOURCES: dict[str, tuple[tuple[str, str], ...]] = {
-    "reward": (("reward_exact", "exact"), ("reward", "MC")),
-    "gold_reward": (("gold_reward_exact", "exact"), ("gold_reward", "MC")),
-    "win_rate": (("win_rate_exact", "exact"), ("win_rate", "MC")),
-    "kl": (("kl_exact", "exact"), ("kl_mc", "MC"), ("kl_bon_beirami", "Beirami"), ("kl_bon_bound", "bound")),
+    column: tuple((name, CATALOGUE[name].source) for name in names) for column, names in PREFERENCE.items()
 }
-ALSO_STORED = {"kl": (("kl_k3", "k3"),)}  # in the csv only: never a row's headline value
+ALSO_STORED = {  # in the csv only: never a row's headline value
+    column: tuple((name, CATALOGUE[name].source) for name in names) for column, names in metrics.ALSO_STORED.items()
+}
 SOURCE_NAMES = {
     "exact": "computed by enumerating every completion",
     "MC": "Monte Carlo estimate from the policy's samples (k1 for KL)",
+    "pool": "the mean over the outputs of log pi/pi_ref, the ratio computed from the reference pool's reward law",
     "Beirami": "the Beirami et al. (2024) estimate of the KL of best-of-n",
     "bound": "log n - (n-1)/n, an upper bound on the KL of best-of-n",
 }
@@ -36,7 +36,7 @@ MISSING = {
     "reward": "the run stored no proxy reward",
     "gold_reward": "the task has no gold reward model",
     "win_rate": "the run stored no win rate",
-    "kl": "no KL estimator applies: the policy has no log-probabilities and is not best-of-n",
+    "kl": "no KL estimator applies: the policy has no log-probabilities and none of the pool's estimators fits it",
 }
 MISSING_BESIDE = (
     "not measured for this row (off-target metrics come from `harness offtarget`, which notes in the run's "
@@ -51,13 +51,19 @@ REFERENCE = "reference policy"  # the matched-KL baseline: pi_ref itself, win ra
 PUBLISHED, LOCAL = "published", "local"
 
 
-def load_runs(out: Path, task: str) -> list[dict[str, Any]]:
-    """config.json and results.json of every complete run of `task` in the store."""
-    runs = [
-        {"path": path, "config": config, "results": results, "origin": LOCAL}
-        for path, config, results in store.load_runs(out)
-        if results["task"]["name"] == task
-    ]
+def load_runs(out: Path, task: str, reevaluated: bool = False) -> list[dict[str, Any]]:
+    """config.json and results.json of every complete run of `task` in the store. With `reevaluated`, a run that
+    has been evaluated again (`harness evaluate`) is read through its latest re-evaluation: its results, and its
+    config with the evaluation settings of that re-evaluation (so that rows never mix evaluation settings)."""
+    runs = []
+    for path, config, results in store.load_runs(out):
+        if results["task"]["name"] != task:
+            continue
+        again = store.latest_evaluation(path) if reevaluated else None
+        if again is not None:
+            results = store.read_evaluation(again)
+            config = config | {"task": config["task"] | {"evaluation": results["evaluation"]}}
+        runs.append({"path": path, "config": config, "results": results, "origin": LOCAL})
     if not runs:
         raise store.StoreError(f"no finished runs of task {task!r} under {out} (run `harness sweep` first)")
     return runs
@@ -72,9 +78,11 @@ def load_published(dest: Path, task: str) -> list[dict[str, Any]]:
 
 
 def row_key(config: dict[str, Any]) -> dict[str, Any]:
-    """What the seeds of one row share: the run's identity (harness.run.identity) without its seed and hash
-    scheme, so that runs of every hash scheme with the same scientific settings share a row."""
-    return {k: v for k, v in identity(config).items() if k not in ("seed", "hash_scheme")}
+    """What the seeds of one row share: the run's identity (harness.identity.identity) without its seed, hash scheme
+    and the method's implementation, and the task without its builder, so that runs of every hash scheme with
+    the same scientific settings share a row."""
+    key = {k: v for k, v in identity(config).items() if k not in ("seed", "hash_scheme", "implementation")}
+    return key | {"task": {k: v for k, v in key["task"].items() if k != "builder"}}
 
 
 def merge(local: list[dict[str, Any]], published: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -146,18 +154,18 @@ def _beside(results: dict[str, Any]) -> dict[str, tuple[float, list[float]]]:
     return found
 
 
-def build(out: Path, task: str, published: Path | None = None) -> pd.DataFrame:
+def build(out: Path, task: str, published: Path | None = None, reevaluated: bool = False) -> pd.DataFrame:
     """The leaderboard of `task` from the store; with `published` (a directory of published boards), merged with
-    the published rows of `published/<task>/`."""
-    return frame(gather(out, task, published))
+    the published rows of `published/<task>/`; with `reevaluated`, runs read through their latest re-evaluation."""
+    return frame(gather(out, task, published, reevaluated))
 
 
-def gather(out: Path, task: str, published: Path | None = None) -> list[dict[str, Any]]:
+def gather(out: Path, task: str, published: Path | None = None, reevaluated: bool = False) -> list[dict[str, Any]]:
     """The runs of a board: the store's, and the published ones where asked."""
     if published is None:
-        return load_runs(out, task)
+        return load_runs(out, task, reevaluated)
     try:
-        local = load_runs(out, task)
+        local = load_runs(out, task, reevaluated)
     except store.StoreError:
         local = []  # a board of the published rows alone
     return merge(local, load_published(published, task))
@@ -186,7 +194,7 @@ def frame(runs: list[dict[str, Any]]) -> pd.DataFrame:
             if found:
                 source, (means, cis) = found[0]
                 row[column], row[f"{column}_lo"], row[f"{column}_hi"] = intervals.over_seeds(
-                    means, cis, intervals.metric_range(column)
+                    means, cis, metric_range(column)
                 )
             else:
                 source, row[column], row[f"{column}_lo"], row[f"{column}_hi"] = "", np.nan, np.nan, np.nan
@@ -199,7 +207,7 @@ def frame(runs: list[dict[str, Any]]) -> pd.DataFrame:
         for name in beside[0]:
             if all(name in b for b in beside):
                 row[name], row[f"{name}_lo"], row[f"{name}_hi"] = intervals.over_seeds(
-                    [b[name][0] for b in beside], [b[name][1] for b in beside], intervals.metric_range(name)
+                    [b[name][0] for b in beside], [b[name][1] for b in beside], metric_range(name)
                 )
         row["samples_per_output"] = first["cost"]["samples_per_output"]
         row["training_steps"] = first["cost"]["training_steps"]

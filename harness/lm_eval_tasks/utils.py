@@ -8,6 +8,6 @@ from typing import Any
 def imdb_heldout(**kwargs: Any) -> dict[str, Any]:
     from datasets import Dataset
 
-    from tasks.imdb import held_out_documents
+    from harness.tasks.imdb import held_out_documents
 
     return {"test": Dataset.from_dict({"text": held_out_documents()})}

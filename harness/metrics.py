@@ -1,0 +1,109 @@
+"""The metric catalogue: every metric the harness reports, with its version, range, direction and label, and the
+order in which estimators of one quantity stand in for each other. Evaluation, off-target evaluation, the
+leaderboard and the command line all read these facts here. Definitions and sources: docs/formulas.md.
+
+A stored value carries its metric's id, `<name>@<version>`: bump a version whenever the definition changes. A
+task's own metric (e.g. `rouge_l` of aclsum) is versioned here too when the harness knows it, and otherwise with
+the task's version.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+INF = float("inf")
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    version: int
+    label: str  # for people: plots, tables
+    lo: float = -INF  # the range its values lie in (an estimate may be clipped to it only in an interval)
+    hi: float = INF
+    better: str | None = "higher"  # "higher", "lower", or None where neither is better (KL, length)
+    source: str = "MC"  # how it is computed, for a leaderboard column that reads several estimators
+
+    @property
+    def range(self) -> tuple[float, float]:
+        return (self.lo, self.hi)
+
+
+CATALOGUE: dict[str, Metric] = {
+    m.name: m
+    for m in (
+        Metric("reward", 1, "proxy reward"),
+        Metric("reward_exact", 1, "proxy reward", source="exact"),
+        Metric("gold_reward", 1, "gold reward"),
+        Metric("gold_reward_exact", 1, "gold reward", source="exact"),
+        Metric("win_rate", 1, "win rate vs pi_ref", 0.0, 1.0),
+        Metric("win_rate_exact", 1, "win rate vs pi_ref", 0.0, 1.0, source="exact"),
+        Metric("kl_exact", 1, "KL(pi || pi_ref)", 0.0, INF, None, source="exact"),
+        Metric("kl_mc", 1, "KL(pi || pi_ref)", 0.0, INF, None, source="MC"),
+        Metric("kl_k3", 1, "KL(pi || pi_ref)", 0.0, INF, None, source="k3"),
+        Metric("kl_pool", 1, "KL(pi || pi_ref)", 0.0, INF, None, source="pool"),
+        Metric("kl_bon_beirami", 1, "KL(pi || pi_ref)", 0.0, INF, None, source="Beirami"),
+        Metric("kl_bon_bound", 1, "KL(pi || pi_ref)", 0.0, INF, None, source="bound"),
+        Metric("rouge_l", 1, "ROUGE-L F1 vs the reference", 0.0, 1.0),
+        # off-target (harness.offtarget)
+        Metric("length", 1, "output length, tokens", 0.0, INF, None),
+        Metric("distinct_1", 1, "distinct-1", 0.0, 1.0),
+        Metric("distinct_2", 1, "distinct-2", 0.0, 1.0),
+        Metric("distinct_3", 1, "distinct-3", 0.0, 1.0),
+        Metric("ppl_ref", 1, "perplexity under pi_ref", 1.0, INF, "lower"),
+    )
+}
+
+# Each quantity that several estimators measure, with the estimators in order of preference: a report uses the
+# first one stored (exact where the output space is enumerable, then Monte Carlo, then the density ratio from the
+# reference pool's reward law of soft best-of-n, then, for the KL of best-of-n policies, Beirami et al.'s estimate
+# and the log n - (n-1)/n bound).
+KL_PREFERENCE = ("kl_exact", "kl_mc", "kl_pool", "kl_bon_beirami", "kl_bon_bound")
+PREFERENCE: dict[str, tuple[str, ...]] = {
+    "reward": ("reward_exact", "reward"),
+    "gold_reward": ("gold_reward_exact", "gold_reward"),
+    "win_rate": ("win_rate_exact", "win_rate"),
+    "kl": KL_PREFERENCE,
+}
+ALSO_STORED = {"kl": ("kl_k3",)}  # further estimators of a quantity that are never its headline value
+CURVE = ("reward", "gold_reward", "win_rate", "kl_bon_bound", "kl_bon_beirami")  # the best-of-n curve's metrics
+OFFTARGET = ("length", "distinct_1", "distinct_2", "distinct_3", "ppl_ref")
+
+# lm-eval scores (leaderboard columns `<lm-eval task>:<metric>`) lie in [0, 1] when their metric is one of these.
+UNIT_SCORES = ("acc", "acc_norm", "exact_match", "f1")
+
+
+def metric_id(name: str, task_version: int) -> str:
+    """The stored id of a metric's value: its catalogue version, or the task's version for a task's own metric."""
+    return f"{name}@{CATALOGUE[name].version if name in CATALOGUE else task_version}"
+
+
+def split_id(metric: str) -> tuple[str, str]:
+    """(name, version) of a stored id `name@version`."""
+    name, _, version = metric.partition("@")
+    return name, version
+
+
+def metric_range(name: str) -> tuple[float, float]:
+    """The range of a metric's values, or of a leaderboard column's (a quantity of PREFERENCE, an lm-eval
+    score); (-inf, inf) where it has none."""
+    if name in PREFERENCE:
+        name = PREFERENCE[name][0]
+    if name in CATALOGUE:
+        return CATALOGUE[name].range
+    if ":" in name and name.split(":", 1)[1].split(",")[0] in UNIT_SCORES:  # an lm-eval score
+        return (0.0, 1.0)
+    return (-INF, INF)
+
+
+def label(name: str) -> str:
+    """The human label of a metric or of a quantity of PREFERENCE."""
+    if name in PREFERENCE:
+        name = PREFERENCE[name][0]
+    return CATALOGUE[name].label if name in CATALOGUE else name
+
+
+def preferred(metrics: dict[str, Any], quantity: str) -> tuple[str, Any] | None:
+    """(name, stored value) of the first estimator of `quantity` that `metrics` holds, or None."""
+    return next(((n, metrics[n]) for n in PREFERENCE[quantity] if n in metrics), None)

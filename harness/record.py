@@ -1,0 +1,94 @@
+"""The results record of a run (results.json) and of a re-evaluation, typed. The store writes and reads every record
+through `RunRecord`, so that a record missing a field, or holding a value of the wrong type, is refused where it is
+written and reported where it is read. Field by field: docs/results.md."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Estimate(_Record):
+    """One metric's value: the mean over prompts of the per-prompt values, with a bootstrap 95% interval."""
+
+    id: str = Field(description="`<metric>@<version>` (harness.metrics).")
+    mean: float
+    se: float | None = Field(description="Standard error over prompts (None with one prompt).")
+    ci95: tuple[float, float]
+    n_prompts: int = Field(ge=1)
+
+
+class TaskInfo(_Record):
+    name: str
+    version: int
+    backend: str | None = Field(None, description="What sampled pi_ref: `hf`, `vllm`; None for a task's own policy.")
+    metadata: dict[str, Any] = Field(default_factory=dict, description="What the task's builder reports.")
+
+
+class Cost(BaseModel):
+    model_config = ConfigDict(extra="allow")  # records before timing.training_seconds kept it here
+
+    samples_per_output: int = Field(ge=1)
+    generated_tokens_per_output: float = Field(ge=0)
+    training_steps: int = Field(ge=0)
+    training_tokens: int = Field(ge=0)
+
+
+class Provenance(_Record):
+    git_commit: str | None
+    python: str
+    libraries: dict[str, str | None]
+
+
+class Timing(_Record):
+    started_at: str
+    wall_seconds: float = Field(ge=0)
+    training_seconds: float = Field(0.0, ge=0, description="Accumulated over resumes.")
+
+
+class Implementation(_Record):
+    """Where the method's code came from; part of the run's identity."""
+
+    module: str
+    distribution: str | None = Field(description="The installed distribution that ships the module, if any.")
+    version: str | None
+
+
+class RunRecord(_Record):
+    harness_version: str
+    task: TaskInfo
+    method: str
+    config_hash: str
+    seed: int
+    metrics: dict[str, Estimate]
+    bon_curve: list[dict[str, Estimate | int]] = Field(
+        default_factory=list, description="Best-of-n at n = 1..M from the pool, for policies that have the curve."
+    )
+    cost: Cost
+    provenance: Provenance
+    timing: Timing
+    implementation: Implementation | None = Field(None, description="Absent in records of hash schemes 1 and 2.")
+    evaluation: dict[str, Any] | None = Field(None, description="A re-evaluation's evaluation settings.")
+    offtarget: dict[str, Any] | None = Field(
+        None, description="Only in records written before off-target results became a record of their own."
+    )
+
+
+class RecordError(ValueError):
+    """A results record that does not follow the schema."""
+
+
+def checked(results: dict[str, Any], where: str) -> dict[str, Any]:
+    """`results`, after checking it against the schema; RecordError names the first bad field."""
+    try:
+        RunRecord.model_validate(results)
+    except ValidationError as e:
+        err = e.errors()[0]
+        loc = ".".join(str(x) for x in err["loc"])
+        raise RecordError(f"{where}: not a results record: {loc}: {err['msg']}") from None
+    return results
