@@ -31,7 +31,8 @@ from harness.policy import (
     enumerate_prompt,
     sequence_logprobs,
 )
-from harness.train import PPOConfig, train_on_policy
+from harness.training.config import PPOConfig
+from harness.training.onpolicy import train_on_policy
 
 
 class VBoNConfig(PPOConfig):

@@ -162,7 +162,7 @@ def test_offtarget_on_a_lora_run_reads_the_merged_weights(tiny_lm, tmp_path):
     from harness.method import TrainingCost
     from harness.run import execute, resolve
     from harness.task import build_task
-    from harness.train import load_trained
+    from harness.training.trained import load_trained
     from tasks.imdb import held_out_documents
 
     name = tiny_aclsum(tiny_lm, tmp_path, "aclsum-offtarget-lora").name
