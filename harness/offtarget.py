@@ -141,7 +141,7 @@ def _weights(run_dir: Path, task: Any) -> tuple[Any, str]:
     """The transformers model of a run's policy, and which weights these are."""
     if (run_dir / store.POLICY).is_dir():
         from harness.method import TrainingCost
-        from harness.train import load_trained
+        from harness.training.trained import load_trained
 
         policy = load_trained(task, run_dir / store.POLICY, TrainingCost()).policy
         model = policy.model  # type: ignore[attr-defined]

@@ -218,7 +218,7 @@ def load_aligned(run_dir: Path, spec: RunSpec, task: Task, pools: PoolCache) -> 
     _, results = store.read_run(run_dir)
     cost = results["cost"]
     if (run_dir / store.POLICY).is_dir():
-        from harness.train import load_trained
+        from harness.training.trained import load_trained
 
         seconds = results.get("timing", {}).get("training_seconds", cost.get("training_seconds", 0.0))
         training = TrainingCost(cost["training_steps"], cost["training_tokens"], seconds)

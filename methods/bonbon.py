@@ -18,7 +18,9 @@ from pydantic import Field, model_validator
 from harness import objectives, seeding
 from harness.method import MAX_N, METHODS, AlignedPolicy, Method, RunContext
 from harness.policy import EnumerablePolicy, enumerate_prompt
-from harness.train import OfflineConfig, PoolPairs, train_offline
+from harness.training.config import OfflineConfig
+from harness.training.offline import train_offline
+from harness.training.pairs import PoolPairs
 
 
 class BoNBoNConfig(OfflineConfig):

@@ -25,7 +25,10 @@ from harness.bon import argmax_random_ties
 from harness.method import MAX_N, METHODS, AlignedPolicy, Method, RunContext
 from harness.policy import Completions, Prompt
 from harness.pool import Pool
-from harness.train import Anchor, PPOConfig, nll, train_on_policy
+from harness.training.anchor import Anchor
+from harness.training.config import PPOConfig
+from harness.training.logprobs import nll
+from harness.training.onpolicy import train_on_policy
 
 
 class BONDConfig(PPOConfig):

@@ -11,7 +11,9 @@ from pydantic import Field
 
 from harness import objectives, seeding
 from harness.method import METHODS, AlignedPolicy, Method, RunContext
-from harness.train import OfflineConfig, PoolPairs, train_offline
+from harness.training.config import OfflineConfig
+from harness.training.offline import train_offline
+from harness.training.pairs import PoolPairs
 
 
 class DPOConfig(OfflineConfig):

@@ -20,7 +20,10 @@ from harness import objectives, seeding
 from harness.bon import argmax_random_ties
 from harness.method import METHODS, AlignedPolicy, Method, RunContext
 from harness.policy import Completions, Prompt
-from harness.train import Anchor, PPOConfig, nll, train_on_policy
+from harness.training.anchor import Anchor
+from harness.training.config import PPOConfig
+from harness.training.logprobs import nll
+from harness.training.onpolicy import train_on_policy
 
 
 class JBONDConfig(PPOConfig):

@@ -8,7 +8,8 @@ from __future__ import annotations
 from pydantic import Field
 
 from harness.method import METHODS, AlignedPolicy, Method, RunContext
-from harness.train import PPOConfig, train_on_policy
+from harness.training.config import PPOConfig
+from harness.training.onpolicy import train_on_policy
 
 
 class PPOMethodConfig(PPOConfig):

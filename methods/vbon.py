@@ -32,7 +32,8 @@ from harness.policy import (
     sequence_logprobs,
 )
 from harness.task import ConfigError
-from harness.train import PPOConfig, train_on_policy
+from harness.training.config import PPOConfig
+from harness.training.onpolicy import train_on_policy
 
 
 class VBoNConfig(PPOConfig):

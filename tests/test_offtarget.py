@@ -165,7 +165,7 @@ def test_offtarget_on_a_lora_run_reads_the_merged_weights(tiny_lm, tmp_path):
     from harness.run import execute, resolve
     from harness.task import build_task
     from harness.tasks.imdb import held_out_documents
-    from harness.train import load_trained
+    from harness.training.trained import load_trained
 
     name = tiny_aclsum(tiny_lm, tmp_path, "aclsum-offtarget-lora").name
     out = tmp_path / "runs"

@@ -216,7 +216,8 @@ def test_a_stored_run_evaluates_again_from_its_saved_policy(tmp_path, method, pa
 
 def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_checkpoint(toy, tmp_path):
     """An objective that turns NaN at step 5 (a reward model gone wrong) stops training there."""
-    from harness.train import PPOConfig, train_on_policy
+    from harness.training.config import PPOConfig
+    from harness.training.onpolicy import train_on_policy
 
     calls = []
 
@@ -359,7 +360,7 @@ def test_training_reads_the_sampling_distribution_at_the_task_temperature(tiny_l
     from harness.backends.hf import HFPolicy
     from harness.policy import Prompt
     from harness.task import GenerationConfig
-    from harness.train import completion_forward
+    from harness.training.logprobs import completion_forward
 
     model = AutoModelForCausalLM.from_pretrained(tiny_lm).eval()
     tokenizer = AutoTokenizer.from_pretrained(tiny_lm)
@@ -388,7 +389,7 @@ def test_training_refuses_a_filtered_sampling_distribution(tiny_lm, tmp_path):
 
 
 def test_ppo_core_helpers_against_exact_answers():
-    from harness.train import linear_decay, masked_mean_std, returns_to_go
+    from harness.training.onpolicy import linear_decay, masked_mean_std, returns_to_go
 
     rewards = torch.tensor([[1.0, -2.0, 3.0], [0.5, 4.0, 0.0]])
     mask = torch.tensor([[1.0, 1.0, 1.0], [1.0, 1.0, 0.0]])
@@ -401,7 +402,7 @@ def test_ppo_core_helpers_against_exact_answers():
 
 def test_the_value_loss_does_not_move_the_policy(toy):
     """The value head reads the hidden states detached: a value loss leaves every policy gradient at zero."""
-    from harness.train import completion_forward
+    from harness.training.logprobs import completion_forward
 
     model = copy.deepcopy(toy.model)
     head = torch.nn.Linear(model.config.hidden_size, 1)

@@ -1,0 +1,42 @@
+"""The training methods' configs: what every training method shares (`TrainConfig`, one budget and optimizer
+for all of them) and the settings of each path (`PPOConfig` on-policy, `OfflineConfig` offline). A method's own
+config subclasses the one of the path it trains on."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from harness.method import OPERATIONAL, MethodConfig
+
+
+class TrainConfig(MethodConfig):
+    """What every training method shares (the same budget and optimizer for all of them)."""
+
+    steps: int = Field(200, ge=1, description="Rollout-and-update steps.")
+    lr: float = Field(3e-3, gt=0, description="AdamW learning rate (constant).")
+    prompts_per_step: int = Field(8, ge=1, description="Training prompts per step (cycled in a seeded order).")
+    max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping by global norm.")
+    log_every: int = Field(
+        25, ge=1, description="Steps between log lines of loss, reward and KL.", json_schema_extra=OPERATIONAL
+    )
+    checkpoint_every: int = Field(
+        25, ge=1, description="Steps between checkpoints (an interrupted run resumes).", json_schema_extra=OPERATIONAL
+    )
+    lora_rank: int = Field(0, ge=0, description="LoRA rank on every linear layer (peft); 0 trains all weights.")
+
+
+class PPOConfig(TrainConfig):
+    """The on-policy path: PPO-clip with a value head and GAE (Schulman et al. 2017; Ouyang et al. 2022)."""
+
+    samples_per_prompt: int = Field(16, ge=1, description="On-policy samples per prompt per step.")
+    ppo_epochs: int = Field(2, ge=1, description="Optimisation passes over each rollout.")
+    clip: float = Field(0.2, gt=0, description="PPO ratio clipping epsilon.")
+    gae_lambda: float = Field(0.95, ge=0, le=1, description="GAE lambda (gamma is 1).")
+    value_coef: float = Field(0.5, ge=0, description="Weight of the value loss.")
+    lr_decay: bool = Field(True, description="Anneal the learning rate linearly from lr to 0 over the steps.")
+
+
+class OfflineConfig(TrainConfig):
+    """The offline path: losses on completions drawn from the reference pool of the training prompts."""
+
+    pool_size: int = Field(64, ge=2, description="Reference samples per training prompt to draw pairs from.")
