@@ -70,6 +70,19 @@ ALSO_STORED = {"kl": ("kl_k3",)}  # further estimators of a quantity that are ne
 CURVE = ("reward", "gold_reward", "win_rate", "kl_bon_bound", "kl_bon_beirami")  # the best-of-n curve's metrics
 OFFTARGET = ("length", "distinct_1", "distinct_2", "distinct_3", "ppl_ref")
 
+# How each source of a quantity is computed: its word on a plot's axis, and its description in a board's notes.
+SOURCES: dict[str, tuple[str, str]] = {
+    "exact": ("exact", "computed by enumerating every completion"),
+    "MC": ("Monte Carlo", "Monte Carlo estimate from the policy's samples (k1 for KL)"),
+    "k3": ("k3", "the k3 estimate from per-token log-probabilities"),
+    "pool": (
+        "pool",
+        "the mean over the outputs of log pi/pi_ref, the ratio computed from the reference pool's reward law",
+    ),
+    "Beirami": ("Beirami", "the Beirami et al. (2024) estimate of the KL of best-of-n"),
+    "bound": ("bound", "log n - (n-1)/n, an upper bound on the KL of best-of-n"),
+}
+
 # lm-eval scores (leaderboard columns `<lm-eval task>:<metric>`) lie in [0, 1] when their metric is one of these.
 UNIT_SCORES = ("acc", "acc_norm", "exact_match", "f1")
 

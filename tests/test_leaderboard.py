@@ -356,3 +356,25 @@ def test_the_published_page_sorts_highlights_and_fits_1280_px_in_headless_chromi
     assert out["pareto"] == out["paretoYes"] == int(df["pareto"].sum()) > 0
     assert out["paretoColour"] != out["plainColour"]
     assert out["width"] == 1280 and out["scrollWidth"] <= 1280 and out["widest"] <= 1280, out
+
+
+def test_a_softbon_row_whose_kl_comes_from_the_pool_is_ranked_plotted_and_named(tmp_path):
+    """On a task that cannot be enumerated, soft best-of-n's KL is `kl_pool`: the board reads it as the row's KL,
+    names its source and plots the row (here toy's runs without the exact values and the Monte Carlo KL that its
+    enumeration gives, as on imdb)."""
+    out = tmp_path / "runs"
+    for cell in (("bon", {"n": 4}), ("softbon", {"n": 4, "lambda": 0.5})):
+        execute(resolve("toy", *cell), out)
+    runs = table.load_runs(out, "toy")
+    for run in runs:
+        metrics = run["results"]["metrics"]
+        run["results"]["metrics"] = {k: v for k, v in metrics.items() if not k.endswith("_exact") and k != "kl_mc"}
+    df = table.frame(runs)
+    row = df[df["method"] == "softbon"].iloc[0]
+    assert row["kl_source"] == "pool" and row["kl"] == pytest.approx(row["kl_pool"]) and row["kl"] > 0
+    assert any("pool" in note for note in leaderboard.footnotes(df)) or "pool" in leaderboard.markdown(
+        df, leaderboard.matched_kl(df), "toy"
+    )
+    path = tmp_path / "winrate_kl.png"
+    plots.plot(df, "toy", "win_rate", path, runs)
+    assert path.stat().st_size > 0

@@ -19,7 +19,7 @@ from harness.metrics import metric_range
 # ordered so that a board's methods in name order get far-apart hues, each with its own marker too.
 COLOURS = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#D55E00", "#56B4E9", "#000000", "#F0E442")
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "h", "<", ">", "p")
-SOURCES_WORD = {"exact": "exact", "MC": "Monte Carlo", "Beirami": "Beirami", "bound": "bound"}
+SOURCES_WORD = {source: word for source, (word, _) in metrics.SOURCES.items()}
 
 
 def styles(methods: list[str]) -> dict[str, tuple[str, str]]:

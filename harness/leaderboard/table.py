@@ -24,13 +24,7 @@ SOURCES: dict[str, tuple[tuple[str, str], ...]] = {
 ALSO_STORED = {  # in the csv only: never a row's headline value
     column: tuple((name, CATALOGUE[name].source) for name in names) for column, names in metrics.ALSO_STORED.items()
 }
-SOURCE_NAMES = {
-    "exact": "computed by enumerating every completion",
-    "MC": "Monte Carlo estimate from the policy's samples (k1 for KL)",
-    "pool": "the mean over the outputs of log pi/pi_ref, the ratio computed from the reference pool's reward law",
-    "Beirami": "the Beirami et al. (2024) estimate of the KL of best-of-n",
-    "bound": "log n - (n-1)/n, an upper bound on the KL of best-of-n",
-}
+SOURCE_NAMES = {source: description for source, (_, description) in metrics.SOURCES.items()}
 # Why a column can be empty, for the footnotes of `-` cells.
 MISSING = {
     "reward": "the run stored no proxy reward",

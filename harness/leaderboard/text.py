@@ -102,7 +102,8 @@ def explanation(df: pd.DataFrame) -> list[str]:
         "(`setting` names the knobs that tell the method's rows apart; logging and checkpointing are not part "
         "of a row), averaged over its seeds.",
         f"Sources of the numbers: {sources}. Each column takes the first source that every seed of its row "
-        "stores (exact, then Monte Carlo, then for KL Beirami and the bound); a column that mixes sources names "
+        "stores (exact, then Monte Carlo, then for KL the pool's ratio of soft best-of-n, Beirami and the bound); a "
+        "column that mixes sources names "
         "the source in each cell, one that does not names it in its header. leaderboard.csv keeps every stored "
         "source beside the headline value (`win_rate_mc`, `kl_beirami`, ...).",
         "95% intervals: bootstrap over seeds and prompts (seeds resampled with replacement, each carrying its "

@@ -13,7 +13,9 @@ class TrainConfig(MethodConfig):
     """What every training method shares (the same budget and optimizer for all of them)."""
 
     steps: int = Field(200, ge=1, description="Rollout-and-update steps.")
-    lr: float = Field(3e-3, gt=0, description="AdamW learning rate (on the on-policy path annealed to 0 where lr_decay is on).")
+    lr: float = Field(
+        3e-3, gt=0, description="AdamW learning rate (on the on-policy path annealed to 0 where lr_decay is on)."
+    )
     prompts_per_step: int = Field(8, ge=1, description="Training prompts per step (cycled in a seeded order).")
     max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping by global norm.")
     log_every: int = Field(
