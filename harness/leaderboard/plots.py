@@ -17,7 +17,11 @@ from harness.metrics import metric_range
 
 # Okabe & Ito (2008), "Color Universal Design": distinguishable under every common colour-vision deficiency;
 # ordered so that a board's methods in name order get far-apart hues, each with its own marker too.
-COLOURS = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#D55E00", "#56B4E9", "#000000", "#F0E442")
+# Okabe-Ito's eight, then four of Tol's muted palette: a board of up to 12 methods repeats no colour.
+COLOURS = (
+    "#0072B2", "#E69F00", "#009E73", "#CC79A7", "#D55E00", "#56B4E9", "#000000", "#F0E442",
+    "#882255", "#44AA99", "#999933", "#AA4499",
+)  # fmt: skip
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "h", "<", ">", "p")
 SOURCES_WORD = {source: word for source, (word, _) in metrics.SOURCES.items()}
 
