@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import re
+from functools import cache
 from importlib.metadata import PackageNotFoundError, packages_distributions, version
 from typing import Any
 
@@ -34,12 +35,18 @@ def identity(config: dict[str, Any]) -> dict[str, Any]:
 def implementation(method: type) -> dict[str, str | None]:
     """The module of a method's class, and the installed distribution that ships it (with its version), if any."""
     module = method.__module__
-    dists = packages_distributions().get(module.partition(".")[0], [])
+    dists = _distributions().get(module.partition(".")[0], [])
     dist = dists[0] if dists else None
     try:
         return {"module": module, "distribution": dist, "version": version(dist) if dist else None}
     except PackageNotFoundError:
         return {"module": module, "distribution": dist, "version": None}
+
+
+@cache
+def _distributions() -> dict[str, list[str]]:
+    """Top-level module -> installed distributions shipping it (a scan of every installed package: done once)."""
+    return dict(packages_distributions())
 
 
 def modern_builder(builder: str) -> str:
