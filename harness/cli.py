@@ -25,7 +25,7 @@ from harness.assets import MissingAssetError
 from harness.backends import EngineError
 from harness.confighelp import describe
 from harness.confighelp import show as show_value
-from harness.metrics import preferred
+from harness.metrics import preferred, split_id
 from harness.registry import BadNameError, DuplicateNameError, Registry, UnknownNameError
 from harness.task import ConfigError
 
@@ -156,12 +156,12 @@ def _seed(seed: int) -> int:
 
 def metric_name(metric_id: str) -> str:
     """The name of a stored metric id `name@version` ('reward@1' -> 'reward')."""
-    return metric_id.partition("@")[0]
+    return split_id(metric_id)[0]
 
 
 def metric_label(metric_id: str) -> str:
     """A metric id as people read it: 'reward@1' -> 'reward v1' (never 'reward@1', which reads as n = 1)."""
-    name, _, version = metric_id.partition("@")
+    name, version = split_id(metric_id)
     return f"{name} v{version}" if version else name
 
 

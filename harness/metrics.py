@@ -68,7 +68,6 @@ PREFERENCE: dict[str, tuple[str, ...]] = {
 }
 ALSO_STORED = {"kl": ("kl_k3",)}  # further estimators of a quantity that are never its headline value
 CURVE = ("reward", "gold_reward", "win_rate", "kl_bon_bound", "kl_bon_beirami")  # the best-of-n curve's metrics
-OFFTARGET = ("length", "distinct_1", "distinct_2", "distinct_3", "ppl_ref")
 
 # How each source of a quantity is computed: its word on a plot's axis, and its description in a board's notes.
 SOURCES: dict[str, tuple[str, str]] = {

@@ -368,24 +368,36 @@ def list_runs(out: Path) -> list[Path]:
     return sorted(p.parent for p in out.glob(f"*/*/*/{RESULTS}") if _HASH.fullmatch(p.parent.name))
 
 
+RUN_REMEDY = "recompute the run with --force (same command), or delete its directory"
+EVALUATION_REMEDY = "delete its directory and evaluate again"
+
+
+def _read_object(directory: Path, name: str, remedy: str) -> dict[str, Any]:
+    """The JSON object in `directory/name`, checked against the directory's checksums."""
+    verify(directory, name, remedy=remedy)
+    obj = read_json(directory / name)
+    if not isinstance(obj, dict):
+        raise CorruptError(f"{directory / name} must hold a JSON object; {remedy}")
+    return obj
+
+
+def _read_results(directory: Path, remedy: str) -> dict[str, Any]:
+    """A results.json, checked against its checksums and the record's schema (harness.record)."""
+    results = _read_object(directory, RESULTS, remedy)
+    try:
+        return record.checked(results, str(directory / RESULTS))
+    except record.RecordError as e:
+        raise CorruptError(f"{e}; {remedy}") from None
+
+
 def read_config(path: Path) -> dict[str, Any]:
     """The config.json of a stored run, checked against its checksums."""
-    remedy = "recompute the run with --force (same command), or delete its directory"
-    verify(path, CONFIG, remedy=remedy)
-    config = read_json(path / CONFIG)
-    if not isinstance(config, dict):
-        raise CorruptError(f"{path / CONFIG} must hold a JSON object; {remedy}")
-    return config
+    return _read_object(path, CONFIG, RUN_REMEDY)
 
 
 def read_run(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     """(config, results) of a stored run, checked against its checksums."""
-    remedy = "recompute the run with --force (same command), or delete its directory"
-    verify(path, CONFIG, RESULTS, remedy=remedy)
-    config, results = read_json(path / CONFIG), read_json(path / RESULTS)
-    if not isinstance(config, dict) or not isinstance(results, dict):
-        raise CorruptError(f"{path}: config.json and results.json must hold JSON objects; {remedy}")
-    _checked(results, path / RESULTS, remedy)
+    config, results = read_config(path), _read_results(path, RUN_REMEDY)
     if (path / OFFTARGET).is_file():
         results["offtarget"] = read_json(path / OFFTARGET)
     return config, results
@@ -393,17 +405,13 @@ def read_run(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
 
 def read_evaluation(path: Path) -> dict[str, Any]:
     """The results of a re-evaluation stored beside a run (`evaluation_path`), checked against its checksums."""
-    verify(path, RESULTS, remedy="delete its directory and evaluate again")
-    results = read_json(path / RESULTS)
-    if not isinstance(results, dict):
-        raise CorruptError(f"{path / RESULTS} must hold a JSON object; delete its directory and evaluate again")
-    return _checked(results, path / RESULTS, "delete its directory and evaluate again")
+    return _read_results(path, EVALUATION_REMEDY)
 
 
-def latest_evaluation(run: Path) -> Path | None:
-    """The most recent complete re-evaluation stored beside a run (by its start time), or None."""
-    found = [p.parent for p in (run / "evaluations").glob(f"*/{RESULTS}")]
-    return max(found, key=lambda p: read_evaluation(p)["timing"]["started_at"], default=None)
+def latest_evaluation(run: Path) -> tuple[Path, dict[str, Any]] | None:
+    """The most recent complete re-evaluation stored beside a run (by its start time) and its results, or None."""
+    found = [(p.parent, read_evaluation(p.parent)) for p in (run / "evaluations").glob(f"*/{RESULTS}")]
+    return max(found, key=lambda e: e[1]["timing"]["started_at"], default=None)
 
 
 def write_results(stage: Path, results: dict[str, Any]) -> None:
@@ -413,20 +421,13 @@ def write_results(stage: Path, results: dict[str, Any]) -> None:
     write_json(stage / RESULTS, results)
 
 
-def _checked(results: dict[str, Any], path: Path, remedy: str) -> dict[str, Any]:
-    try:
-        return record.checked(results, str(path))
-    except record.RecordError as e:
-        raise CorruptError(f"{e}; {remedy}") from None
-
-
 def write_offtarget(path: Path, entry: dict[str, Any]) -> None:
     """Store a run's off-target metrics beside its sealed files (which stay as they were written)."""
     write_json(path / OFFTARGET, entry)
 
 
 def read_samples(path: Path) -> list[dict[str, Any]]:
-    verify(path, SAMPLES, remedy="recompute the run with --force (same command), or delete its directory")
+    verify(path, SAMPLES, remedy=RUN_REMEDY)
     return read_jsonl(path / SAMPLES)
 
 

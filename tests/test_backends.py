@@ -287,4 +287,3 @@ def test_out_of_memory_on_one_sequence_is_a_clear_error(tiny):
     policy = HFPolicy(NoMemory(model.config), tokenizer, GenerationConfig(max_new_tokens=4), batch_size=4)
     with pytest.raises(RuntimeError, match="out of memory scoring a single sequence"):
         policy.logprob(PROMPTS[:1], [[(11, 12)]])
-

@@ -378,3 +378,21 @@ def test_a_softbon_row_whose_kl_comes_from_the_pool_is_ranked_plotted_and_named(
     path = tmp_path / "winrate_kl.png"
     plots.plot(df, "toy", "win_rate", path, runs)
     assert path.stat().st_size > 0
+
+
+def test_reevaluated_ranks_each_runs_latest_reevaluation(tmp_path):
+    from harness.run import reevaluate
+
+    out = tmp_path / "runs"
+    first = execute(resolve("toy", "bon", {"n": 2}), out)
+    again = reevaluate(first.path, {"pool_size": 16})  # best-of-2 read from a smaller pool: other MC values
+    own, latest = first.results["metrics"]["win_rate"]["mean"], again.results["metrics"]["win_rate"]["mean"]
+    assert own != latest
+    plain = table.frame(table.load_runs(out, "toy"))
+    assert plain["win_rate_mc"].tolist() == [pytest.approx(own)]
+    reread = table.frame(table.load_runs(out, "toy", reevaluated=True))
+    assert reread["win_rate_mc"].tolist() == [pytest.approx(latest)]
+    assert (
+        table.row_key(table.load_runs(out, "toy", reevaluated=True)[0]["config"])["task"]["evaluation"]["pool_size"]
+        == 16
+    )  # the row names the settings it was evaluated with

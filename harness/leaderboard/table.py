@@ -55,7 +55,7 @@ def load_runs(out: Path, task: str, reevaluated: bool = False) -> list[dict[str,
             continue
         again = store.latest_evaluation(path) if reevaluated else None
         if again is not None:
-            results = store.read_evaluation(again)
+            results = again[1]
             config = config | {"task": config["task"] | {"evaluation": results["evaluation"]}}
         runs.append({"path": path, "config": config, "results": results, "origin": LOCAL})
     if not runs:
