@@ -36,6 +36,11 @@ class MethodConfig(StrictModel):
             if isinstance(field.json_schema_extra, dict) and field.json_schema_extra.get("operational")
         }
 
+    def check_task(self, task: Task) -> None:
+        """Reject settings that the built task cannot take (a LoRA rank above its model's layer widths, an exact
+        CDF on a task that does not enumerate), with a `ConfigError` that names the field: called once the task is
+        built and before any sampling or training. Accepts everything by default."""
+
 
 OPERATIONAL: dict[str, Any] = {"operational": True}
 

@@ -159,6 +159,7 @@ def _compute(spec: RunSpec, out: Path, final: Path, checkpoints: Path) -> dict[s
         store.write_json(stage / store.CONFIG, spec.resolved())
         log.info("building task %s (version %d)", spec.task.name, spec.task.version)
         task = build_task(spec.task)
+        spec.config.check_task(task)  # settings that the built task cannot take: before any sampling or training
         pools = PoolCache(out)
         ctx = RunContext(task=task, seed=spec.seed, out_dir=stage, pools=pools, checkpoint_dir=checkpoints)
         policy = spec.method(spec.config).align(ctx)

@@ -31,7 +31,7 @@ from harness.policy import (
     enumerate_prompt,
     sequence_logprobs,
 )
-from harness.task import ConfigError
+from harness.task import ConfigError, Task
 from harness.training.config import PPOConfig
 from harness.training.onpolicy import train_on_policy
 
@@ -48,6 +48,11 @@ class VBoNConfig(PPOConfig):
         64, ge=2, description="Reference samples per training prompt for the CDF (and the add-one smoothing of l1)."
     )
 
+    def check_task(self, task: Task) -> None:
+        super().check_task(task)
+        if self.cdf == "exact" and not isinstance(task.reference, EnumerablePolicy):
+            raise ConfigError(f"cdf = 'exact' needs an enumerable task; {task.config.name!r} is not (use cdf = 'pool')")
+
 
 def kl_coefficient(variant: str, n: int) -> float:
     """beta of each variant: 1 for `exact` (Amini et al. 2024, Eq. 6), 1/(n-1) for `l1` (Eq. 9) and `released`."""
@@ -62,9 +67,6 @@ class VBoN(Method[VBoNConfig]):
 
     def align(self, ctx: RunContext) -> AlignedPolicy:
         cfg, task = self.config, ctx.task
-        if cfg.cdf == "exact" and not isinstance(task.reference, EnumerablePolicy):
-            # a property of the built task, known only once it is built
-            raise ConfigError(f"cdf = 'exact' needs an enumerable task; {task.config.name!r} is not (use cdf = 'pool')")
         pool = ctx.pools.get(task, cfg.pool_size, ctx.seed, stream="train") if cfg.cdf == "pool" else None
         index = {p.tokens: i for i, p in enumerate(task.train_prompts)}
         scale = 1.0 / cfg.n if cfg.variant == "released" else 1.0

@@ -40,3 +40,34 @@ def test_the_same_combination_in_a_sweep_file_fails_its_validation(tmp_path, met
     (line,) = result.stderr.strip().splitlines()
     assert message in line and str(sweep) in line
     assert not out.exists() or not list(out.glob("toy/*"))  # not even the valid bon cell ran
+
+
+def test_a_setting_the_built_task_cannot_take_is_one_line_before_any_work(tmp_path):
+    """A LoRA rank above the model's narrowest linear layer (toy's GPT-2: 16) is known only once the task is
+    built; it still fails in one line naming the field, before any sampling, and leaves no run, staged or
+    finished, in the store."""
+    out = tmp_path / "runs"
+    args = ["run", "--method", "ppo", "--task", "toy", "--out", str(out), "-p", "lora_rank=17"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2, result.output
+    (line,) = result.stderr.strip().splitlines()
+    assert "lora_rank = 17 exceeds 16" in line and "accepted: 0" in line
+    assert not [p for p in out.rglob("*") if p.is_file() and ".locks" not in p.parts]
+
+
+def test_the_widest_lora_rank_the_model_takes_is_accepted(toy):
+    from harness.methods.ppo import PPOMethodConfig
+    from harness.training.config import lora_width
+
+    assert lora_width(toy.model) == 16
+    PPOMethodConfig(lora_rank=16).check_task(toy)  # the narrowest side itself is still accepted
+
+
+def test_an_exact_cdf_on_a_task_that_does_not_enumerate_is_one_line(tiny_lm, tmp_path):
+    from harness.task import ConfigError, build_task
+    from harness.methods.vbon import VBoNConfig
+    from tests.test_aclsum import tiny_aclsum
+
+    task = build_task(tiny_aclsum(tiny_lm, tmp_path, "aclsum-cdf"))
+    with pytest.raises(ConfigError, match="cdf = 'exact' needs an enumerable task"):
+        VBoNConfig(cdf="exact").check_task(task)

@@ -4,9 +4,12 @@ config subclasses the one of the path it trains on."""
 
 from __future__ import annotations
 
+import torch
 from pydantic import Field
+from transformers.pytorch_utils import Conv1D
 
 from harness.method import OPERATIONAL, MethodConfig
+from harness.task import ConfigError, Task
 
 
 class TrainConfig(MethodConfig):
@@ -26,6 +29,17 @@ class TrainConfig(MethodConfig):
     )
     lora_rank: int = Field(0, ge=0, description="LoRA rank on every linear layer (peft); 0 trains all weights.")
 
+    def check_task(self, task: Task) -> None:
+        if task.model is None:
+            return  # the trainer says that the task has nothing to train
+        width = lora_width(task.model)
+        if self.lora_rank > width:
+            raise ConfigError(
+                f"lora_rank = {self.lora_rank} exceeds {width}, the narrowest side of the model's linear layers "
+                f"(accepted: 0, which trains all weights, to {width})",
+                ["lora_rank"],
+            )
+
 
 class PPOConfig(TrainConfig):
     """The on-policy path: PPO-clip with a value head and GAE (Schulman et al. 2017; Ouyang et al. 2022)."""
@@ -42,3 +56,16 @@ class OfflineConfig(TrainConfig):
     """The offline path: losses on completions drawn from the reference pool of the training prompts."""
 
     pool_size: int = Field(64, ge=2, description="Reference samples per training prompt to draw pairs from.")
+
+
+def lora_width(model: torch.nn.Module) -> int:
+    """The smallest side of the linear layers that LoRA adapts (every one but the output embedding, as peft's
+    `all-linear` does; GPT-2's Conv1D included): the largest rank at which an adapter is still low rank. 0 when the
+    model has none."""
+    output = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    sides = [
+        min(m.weight.shape)
+        for m in model.modules()
+        if isinstance(m, torch.nn.Linear | Conv1D) and m is not output
+    ]
+    return min(sides, default=0)
