@@ -100,31 +100,32 @@ def train_on_policy(
             ref = kl_to.logprob(prompts, rollout.tokens)
             rows = [p for p in prompts for _ in range(config.samples_per_prompt)]
             comps = [c for row in rollout.tokens for c in row]
-            with torch.no_grad():
-                old_lp, old_v, mask = completion_forward(model, value_head, rows, comps, temperature)
-            assert old_v is not None
-            ref_lp = torch.zeros_like(old_lp)
-            for k, r in enumerate(x for row in ref for x in row):
-                ref_lp[k, : len(r)] = torch.tensor(r, dtype=torch.float32)
-            kl_tok = (old_lp - ref_lp) * mask
-            rewards = -beta * kl_tok
-            last = mask.sum(1).long() - 1
-            rewards[torch.arange(len(rows)), last] += seq_reward.to(rewards.device)
-            # The value head predicts returns in units of this rollout's returns-to-go, so that it fits returns of
-            # any scale (ppo's rewards, vbon's log-ratios) at the policy's learning rate.
-            v_mean, v_std = masked_mean_std(returns_to_go(rewards), mask)
-            v_std = v_std + 1e-8
-            adv = gae(rewards, (v_mean + v_std * old_v) * mask, mask, config.gae_lambda)
-            target = (adv / v_std + old_v) * mask  # the returns, (adv + value - v_mean) / v_std
-            n_tok = mask.sum()
-            a_mean, a_std = masked_mean_std(adv, mask)
-            adv = (adv - a_mean) / (a_std + 1e-8) * mask
             if config.lr_decay:
                 for group in trainer.optimizer.param_groups:
                     group["lr"] = linear_decay(config.lr, step, config.steps)
-            for _ in range(config.ppo_epochs):
-                lp, v, _ = completion_forward(model, value_head, rows, comps, temperature)
+            for epoch in range(config.ppo_epochs):
+                lp, v, mask = completion_forward(model, value_head, rows, comps, temperature)
                 assert v is not None
+                if epoch == 0:
+                    # The rollout's log-probabilities and values are those of this first forward pass (the
+                    # policy has not moved yet), so no separate pass without gradients is needed.
+                    old_lp, old_v = lp.detach(), v.detach()
+                    ref_lp = torch.zeros_like(old_lp)
+                    for k, r in enumerate(x for row in ref for x in row):
+                        ref_lp[k, : len(r)] = torch.tensor(r, dtype=torch.float32)
+                    kl_tok = (old_lp - ref_lp) * mask
+                    rewards = -beta * kl_tok
+                    last = mask.sum(1).long() - 1
+                    rewards[torch.arange(len(rows)), last] += seq_reward.to(rewards.device)
+                    # The value head predicts returns in units of this rollout's returns-to-go, so that it fits
+                    # returns of any scale (ppo's rewards, vbon's log-ratios) at the policy's learning rate.
+                    v_mean, v_std = masked_mean_std(returns_to_go(rewards), mask)
+                    v_std = v_std + 1e-8
+                    adv = gae(rewards, (v_mean + v_std * old_v) * mask, mask, config.gae_lambda)
+                    target = (adv / v_std + old_v) * mask  # the returns, (adv + value - v_mean) / v_std
+                    n_tok = mask.sum()
+                    a_mean, a_std = masked_mean_std(adv, mask)
+                    adv = (adv - a_mean) / (a_std + 1e-8) * mask
                 ratio = torch.exp(lp - old_lp)
                 pg = -torch.min(ratio * adv, ratio.clamp(1 - config.clip, 1 + config.clip) * adv)
                 loss = ((pg + config.value_coef * (v - target) ** 2) * mask).sum() / n_tok
