@@ -244,6 +244,23 @@ def test_publishing_twice_from_the_same_store_is_byte_identical(with_plugin, tmp
         assert (first / name).read_bytes() == (second / name).read_bytes(), name
 
 
+def test_a_boards_findings_survive_republishing_and_are_linked(with_plugin, tmp_path):
+    """FINDINGS.md is written by people: publishing again keeps it byte for byte and links it from the board,
+    and a board without one links nothing."""
+    dest = tmp_path / "leaderboards"
+    board = leaderboard.publish(with_plugin, "toy", dest)
+    assert "FINDINGS.md" not in (board / "leaderboard.md").read_text() + (board / "index.html").read_text()
+    text = "# Findings: toy\n\nbon n=8 sits on the Pareto front.\n"
+    (board / leaderboard.FINDINGS).write_text(text)
+    board = leaderboard.publish(with_plugin, "toy", dest)
+    assert (board / leaderboard.FINDINGS).read_text() == text
+    assert "[FINDINGS.md](FINDINGS.md)" in (board / "leaderboard.md").read_text()
+    assert 'href="FINDINGS.md"' in (board / "index.html").read_text()
+    published = {p.name: p.read_bytes() for p in board.iterdir()}
+    again = leaderboard.publish(with_plugin, "toy", dest)
+    assert {p.name: p.read_bytes() for p in again.iterdir()} == published
+
+
 def test_with_published_ranks_local_runs_among_the_published_rows(with_plugin, tmp_path, monkeypatch):
     dest = tmp_path / "leaderboards"
     (dest / "toy").mkdir(parents=True)

@@ -3,7 +3,8 @@ results store (optionally merged with a published board's raw results), exact va
 in each metric's range, Pareto flags, a ranking at matched KL against the reference policy, plots and pages.
 
 `publish` writes `<dest>/<task>/` (leaderboard.md, leaderboard.csv, index.html, the plots, and results.jsonl: the
-raw results behind the rows) and `<dest>/index.html`, the page of every board."""
+raw results behind the rows) and `<dest>/index.html`, the page of every board. A hand-written FINDINGS.md in a
+board (what its rows show, with numbers quoted from them) is kept across publications and linked from the board."""
 
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ from harness.leaderboard.text import display, footnotes, markdown
 PLOTS = {"reward": "reward_kl.png", "win_rate": "winrate_kl.png", "gold_reward": "gold_kl.png"}
 FILES = ("leaderboard.md", "leaderboard.csv", "index.html", "reward_kl.png", "winrate_kl.png", "results.jsonl")
 WHERE_GOLD = ("gold_kl.png",)  # written too where the task has a gold reward
+FINDINGS = "FINDINGS.md"  # written by people, not by publish: carried over to every new publication
 
 
 def publish(out: Path, task: str, dest: Path, with_published: bool = False, reevaluated: bool = False) -> Path:
@@ -41,14 +43,18 @@ def publish(out: Path, task: str, dest: Path, with_published: bool = False, reev
     runs = gather(out, task, dest if with_published else None, reevaluated)
     df = frame(runs)
     matched = matched_kl(df)
-    with store.published(dest, task, out, FILES + WHERE_GOLD) as stage:
+    findings = dest / task / FINDINGS
+    kept = findings.read_text() if findings.is_file() else None
+    with store.published(dest, task, out, (*FILES, *WHERE_GOLD, FINDINGS)) as stage:
+        if kept is not None:
+            (stage / FINDINGS).write_text(kept)
         df.to_csv(stage / "leaderboard.csv", index=False, float_format="%.6g")
-        (stage / "leaderboard.md").write_text(markdown(df, matched, task))
+        (stage / "leaderboard.md").write_text(markdown(df, matched, task, findings=kept is not None))
         plots = [stage / PLOTS[y] for y in ("win_rate", "reward", "gold_reward") if df[y].notna().any()]
         for path in plots:
             y = next(k for k, v in PLOTS.items() if v == path.name)
             plot(df, task, y, path, runs)
-        (stage / "index.html").write_text(page(df, matched, task, plots))
+        (stage / "index.html").write_text(page(df, matched, task, plots, findings=kept is not None))
         raw = sorted(
             ({"config": r["config"], "results": r["results"]} for r in runs),
             key=lambda r: (r["results"]["method"], r["results"]["config_hash"], r["results"]["seed"]),

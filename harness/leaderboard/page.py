@@ -131,12 +131,17 @@ def _simple(table: pd.DataFrame) -> str:
     return f'<table class="matched"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 
-def page(df: pd.DataFrame, matched: pd.DataFrame, task: str, plots: list[Path]) -> str:
-    """One self-contained HTML page (plots inlined)."""
+def page(df: pd.DataFrame, matched: pd.DataFrame, task: str, plots: list[Path], findings: bool = False) -> str:
+    """One self-contained HTML page (plots inlined); `findings`: link the board's hand-written FINDINGS.md."""
     title = html.escape(f"Leaderboard: {task}")
     beside = beside_columns(df)
     main = [c for c in shown_columns(df) if c not in beside]
     about = "".join(f'<p class="about">{_text(p)}</p>' for p in explanation(df))
+    if findings:
+        about = (
+            '<p class="about">What the rows show, and whether they reproduce the papers\' claims: '
+            '<a href="FINDINGS.md">FINDINGS.md</a>.</p>' + about
+        )
     notes = "".join(f"<li>{_text(n)}</li>" for n in footnotes(df))
     more = ""
     if beside:

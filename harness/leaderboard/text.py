@@ -140,8 +140,14 @@ def matched_table(matched: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def markdown(df: pd.DataFrame, matched: pd.DataFrame, task: str) -> str:
+FINDINGS_LINK = "What the rows show, and whether they reproduce the papers' claims: [FINDINGS.md](FINDINGS.md)."
+
+
+def markdown(df: pd.DataFrame, matched: pd.DataFrame, task: str, findings: bool = False) -> str:
+    """The board as Markdown; `findings`: link the board's hand-written FINDINGS.md."""
     lines = [f"# Leaderboard: {task}", ""]
+    if findings:
+        lines += [FINDINGS_LINK, ""]
     for paragraph in explanation(df):
         lines += [paragraph, ""]
     lines += [display(df).to_markdown(index=False), ""]
