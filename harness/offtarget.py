@@ -137,6 +137,9 @@ def lm_eval_scores(
     return scores
 
 
+_REFERENCE_SCORES: dict[str, dict[str, dict[str, float]]] = {}  # lm-eval scores of a task's reference weights
+
+
 def _weights(run_dir: Path, task: Any) -> tuple[Any, str]:
     """The transformers model of a run's policy, and which weights these are."""
     if (run_dir / store.POLICY).is_dir():
@@ -184,10 +187,15 @@ def offtarget(
         if tokenizer is None:
             raise ValueError(f"task {spec.task.name!r} has no transformers tokenizer to evaluate with lm-eval")
         model, weights = _weights(run_dir, task)
-        entry["lm_eval"] = {
-            "weights": weights,
-            "lm_eval_version": version("lm-eval"),
-            "results": lm_eval_scores(model, tokenizer, list(tasks), limit, batch_size),
-        }
+        if model is task.model:  # an inference-time method's: the reference weights, scored once per process
+            key = store.config_hash(
+                {"task": spec.task.model_dump(), "tasks": list(tasks), "limit": limit, "batch_size": batch_size}
+            )
+            if key not in _REFERENCE_SCORES:
+                _REFERENCE_SCORES[key] = lm_eval_scores(model, tokenizer, list(tasks), limit, batch_size)
+            scores = _REFERENCE_SCORES[key]
+        else:
+            scores = lm_eval_scores(model, tokenizer, list(tasks), limit, batch_size)
+        entry["lm_eval"] = {"weights": weights, "lm_eval_version": version("lm-eval"), "results": scores}
     store.write_offtarget(run_dir, entry)
     return entry

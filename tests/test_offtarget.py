@@ -185,3 +185,25 @@ def test_offtarget_on_a_lora_run_reads_the_merged_weights(tiny_lm, tmp_path):
     got = reported["results"]["harness_imdb_heldout"]["word_perplexity"]
     assert got == pytest.approx(expected, rel=1e-4)
     assert got != pytest.approx(rolling_word_perplexity(tiny_lm, documents), rel=1e-4)  # the adapter counts
+
+
+def test_the_reference_weights_are_scored_once_for_every_inference_time_run(tiny_lm, tmp_path, monkeypatch):
+    """`offtarget --task` over several best-of-n runs runs lm-eval once on the reference weights they share, and
+    each run stores the reference's scores."""
+    from harness import offtarget
+    from harness.run import execute, resolve
+    from harness.tasks.imdb import held_out_documents
+
+    name = tiny_aclsum(tiny_lm, tmp_path, "aclsum-offtarget-once").name
+    out = tmp_path / "runs"
+    paths = [execute(resolve(name, "bon", {"n": n}), out).path for n in (1, 2, 4)]
+    calls = []
+    real = offtarget.lm_eval_scores
+    monkeypatch.setattr(offtarget, "lm_eval_scores", lambda *a, **k: calls.append(a) or real(*a, **k))
+    result = CliRunner().invoke(app, ["offtarget", "--task", name, "--limit", "3", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert len(calls) == 1
+    reference_ppl = rolling_word_perplexity(tiny_lm, held_out_documents()[:3])
+    for path in paths:
+        scores = store.read_run(path)[1]["offtarget"]["lm_eval"]["results"]
+        assert scores["harness_imdb_heldout"]["word_perplexity"] == pytest.approx(reference_ppl, rel=1e-4)
