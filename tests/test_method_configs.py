@@ -64,8 +64,8 @@ def test_the_widest_lora_rank_the_model_takes_is_accepted(toy):
 
 
 def test_an_exact_cdf_on_a_task_that_does_not_enumerate_is_one_line(tiny_lm, tmp_path):
-    from harness.task import ConfigError, build_task
     from harness.methods.vbon import VBoNConfig
+    from harness.task import ConfigError, build_task
     from tests.test_aclsum import tiny_aclsum
 
     task = build_task(tiny_aclsum(tiny_lm, tmp_path, "aclsum-cdf"))

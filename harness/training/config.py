@@ -4,6 +4,8 @@ config subclasses the one of the path it trains on."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from pydantic import Field
 from transformers.pytorch_utils import Conv1D
@@ -58,14 +60,12 @@ class OfflineConfig(TrainConfig):
     pool_size: int = Field(64, ge=2, description="Reference samples per training prompt to draw pairs from.")
 
 
-def lora_width(model: torch.nn.Module) -> int:
+def lora_width(model: Any) -> int:
     """The smallest side of the linear layers that LoRA adapts (every one but the output embedding, as peft's
     `all-linear` does; GPT-2's Conv1D included): the largest rank at which an adapter is still low rank. 0 when the
     model has none."""
     output = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
     sides = [
-        min(m.weight.shape)
-        for m in model.modules()
-        if isinstance(m, torch.nn.Linear | Conv1D) and m is not output
+        min(m.weight.shape) for m in model.modules() if isinstance(m, torch.nn.Linear | Conv1D) and m is not output
     ]
     return min(sides, default=0)
