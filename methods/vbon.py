@@ -51,7 +51,9 @@ class VBoNConfig(PPOConfig):
     def check_task(self, task: Task) -> None:
         super().check_task(task)
         if self.cdf == "exact" and not isinstance(task.reference, EnumerablePolicy):
-            raise ConfigError(f"cdf = 'exact' needs an enumerable task; {task.config.name!r} is not (use cdf = 'pool')")
+            raise ConfigError(
+                f"cdf = 'exact' needs an enumerable task; {task.config.name!r} is not (use cdf = 'pool')", ["cdf"]
+            )
 
 
 def kl_coefficient(variant: str, n: int) -> float:
