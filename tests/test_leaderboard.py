@@ -85,6 +85,15 @@ def with_plugin(swept, plugin, tmp_path_factory) -> Path:
     return out
 
 
+def test_pareto_treats_values_equal_up_to_rounding_as_equal():
+    """rbon's and bon's best-of-8 KL bound, averaged over prompts in different orders, differ in the 15th digit:
+    the row with the lower win rate is still dominated."""
+    kl = np.array([1.2044415416798357, 1.2044415416798333, 0.5])
+    win = np.array([0.884, 0.840, 0.5])
+    assert leaderboard.pareto(kl, win).tolist() == [True, False, True]
+    assert leaderboard.pareto(np.array([1.0, 1.0 + 1e-15]), np.array([0.7, 0.7])).tolist() == [True, True]
+
+
 def test_pareto_flags_exactly_the_undominated_rows():
     kl = np.array([0.0, 0.5, 0.5, 1.0, 2.0, 1.5, np.nan])
     win = np.array([0.5, 0.7, 0.6, 0.7, 0.9, 0.95, 0.99])

@@ -226,11 +226,15 @@ def frame(runs: list[dict[str, Any]]) -> pd.DataFrame:
 
 def pareto(kl: np.ndarray, win: np.ndarray) -> np.ndarray:
     """Rows that no other row dominates (KL no higher and win rate no lower, one of them strictly); a row
-    without KL or win rate is neither on the front nor dominating."""
+    without KL or win rate is neither on the front nor dominating. Values equal up to floating-point rounding
+    (relative 1e-9) are equal: one KL averaged over prompts in another order must not put a row on the front."""
     kl, win = np.asarray(kl, float), np.asarray(win, float)
     known = ~(np.isnan(kl) | np.isnan(win))
-    dominated = (kl[None, :] <= kl[:, None]) & (win[None, :] >= win[:, None])
-    dominated &= (kl[None, :] < kl[:, None]) | (win[None, :] > win[:, None])
+    same_kl = np.isclose(kl[None, :], kl[:, None], rtol=1e-9, atol=1e-12)
+    same_win = np.isclose(win[None, :], win[:, None], rtol=1e-9, atol=1e-12)
+    lower_kl = (kl[None, :] < kl[:, None]) & ~same_kl
+    higher_win = (win[None, :] > win[:, None]) & ~same_win
+    dominated = (lower_kl | same_kl) & (higher_win | same_win) & (lower_kl | higher_win)
     dominated &= known[None, :]
     return np.asarray(~dominated.any(axis=1) & known)
 
