@@ -13,6 +13,7 @@ import pandas as pd
 
 from harness.leaderboard.table import PUBLISHED, SOURCES, beside_columns
 from harness.leaderboard.text import (
+    FINDINGS_LEAD,
     explanation,
     footnotes,
     header,
@@ -138,10 +139,7 @@ def page(df: pd.DataFrame, matched: pd.DataFrame, task: str, plots: list[Path], 
     main = [c for c in shown_columns(df) if c not in beside]
     about = "".join(f'<p class="about">{_text(p)}</p>' for p in explanation(df))
     if findings:
-        about = (
-            '<p class="about">What the rows show, and whether they reproduce the papers\' claims: '
-            '<a href="FINDINGS.md">FINDINGS.md</a>.</p>' + about
-        )
+        about = f'<p class="about">{html.escape(FINDINGS_LEAD)} <a href="FINDINGS.md">FINDINGS.md</a>.</p>' + about
     notes = "".join(f"<li>{_text(n)}</li>" for n in footnotes(df))
     more = ""
     if beside:

@@ -140,14 +140,14 @@ def matched_table(matched: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-FINDINGS_LINK = "What the rows show, and whether they reproduce the papers' claims: [FINDINGS.md](FINDINGS.md)."
+FINDINGS_LEAD = "What the rows show, and whether they reproduce the papers' claims:"  # before the FINDINGS.md link
 
 
 def markdown(df: pd.DataFrame, matched: pd.DataFrame, task: str, findings: bool = False) -> str:
     """The board as Markdown; `findings`: link the board's hand-written FINDINGS.md."""
     lines = [f"# Leaderboard: {task}", ""]
     if findings:
-        lines += [FINDINGS_LINK, ""]
+        lines += [f"{FINDINGS_LEAD} [FINDINGS.md](FINDINGS.md).", ""]
     for paragraph in explanation(df):
         lines += [paragraph, ""]
     lines += [display(df).to_markdown(index=False), ""]
