@@ -128,14 +128,22 @@ def store_of(run: Path) -> Path:
 
 
 def ensure_writable(out: Path) -> None:
-    """Fail at once, before any work, where the store directory cannot be created or written; then clear what
-    killed writers left behind."""
+    """Fail at once, before any work, where the store directory cannot be created or written, or where its pools,
+    checkpoints or locks lead out of it (a link to another store's, which a run would refuse only when it first
+    reads them, perhaps after training); then clear what killed writers left behind."""
     try:
         out.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=out, prefix=".write-check-"):
             pass
     except OSError as e:
         raise StoreError(f"cannot write to the results store --out {str(out)!r}: {e.strerror or e}") from None
+    for sub in (POOLS, CHECKPOINTS, LOCKS):
+        where = out / sub
+        if not where.resolve().is_relative_to(out.resolve()):
+            raise StoreError(
+                f"{where} leads outside the results store {out} (to {where.resolve()}): "
+                "copy it into the store instead of linking it"
+            )
     clean_stale(out)
 
 

@@ -155,6 +155,20 @@ def test_unwritable_out_is_a_clear_error(tmp_path):
     assert str(blocker / "runs") in result.output.replace("\n", "")
 
 
+def test_pools_linked_from_another_store_are_refused_before_any_work(tmp_path):
+    other, out = tmp_path / "other", tmp_path / "runs"
+    (other / ".pools").mkdir(parents=True)
+    out.mkdir()
+    (out / ".pools").symlink_to(other / ".pools")
+    result = invoke("run", "--method", "jbond", "--task", "toy", "--out", str(out))
+    assert result.exit_code == 2
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1, result.output
+    assert f"{out / '.pools'} leads outside the results store {out}" in lines[0]
+    assert not list(out.glob("*/*/*")) and not (out / ".checkpoints").exists()
+    assert not list((other / ".pools").iterdir())
+
+
 BLOCKING_BUILDER = """
 import time
 from pathlib import Path
