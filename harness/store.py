@@ -87,7 +87,10 @@ def root(out: str | Path) -> Path:
 
 def _inside(path: Path, out: Path) -> Path:
     if not path.resolve().is_relative_to(out.resolve()):
-        raise StoreError(f"{path} is outside the results store {out}")
+        raise StoreError(
+            f"{path} leads outside the results store {out} (to {path.resolve()}): "
+            "copy it into the store instead of linking it"
+        )
     return path
 
 
@@ -138,12 +141,7 @@ def ensure_writable(out: Path) -> None:
     except OSError as e:
         raise StoreError(f"cannot write to the results store --out {str(out)!r}: {e.strerror or e}") from None
     for sub in (POOLS, CHECKPOINTS, LOCKS):
-        where = out / sub
-        if not where.resolve().is_relative_to(out.resolve()):
-            raise StoreError(
-                f"{where} leads outside the results store {out} (to {where.resolve()}): "
-                "copy it into the store instead of linking it"
-            )
+        _inside(out / sub, out)
     clean_stale(out)
 
 
