@@ -543,16 +543,18 @@ def pool_build(
     """Sample (or find) the reference pool and the held-out reference samples of a task's prompts."""
     from harness.pool import PoolCache
     from harness.task import build_task, load_task
+    from harness.threads import pinned, run_threads
 
     root = store.root(out)
     try:
         store.ensure_writable(root)
         config = load_task(task)
-        built = build_task(config)
-        pools = PoolCache(root)
-        size = m or config.evaluation.pool_size
-        pools.get(built, size, _seed(seed), stream="pool")
-        pools.get(built, config.evaluation.reference_samples, seed, stream="held-out")
+        pools = PoolCache(root, run_threads())
+        with pinned(pools.threads):  # as a run samples it
+            built = build_task(config)
+            size = m or config.evaluation.pool_size
+            pools.get(built, size, _seed(seed), stream="pool")
+            pools.get(built, config.evaluation.reference_samples, seed, stream="held-out")
     except KeyboardInterrupt:
         raise fail("interrupted; no partial pool was written", code=130) from None
     console.print(f"pool: {pools.path(built, size, seed, 'pool')}", highlight=False)

@@ -40,9 +40,15 @@ class Cost(BaseModel):
 
 
 class Provenance(_Record):
+    """What the numbers were computed with, besides the run's identity; the last three are absent in runs written
+    before they were recorded."""
+
     git_commit: str | None
     python: str
-    libraries: dict[str, str | None]
+    libraries: dict[str, str | None] = Field(description="Versions of harness.provenance.LIBRARIES (None: absent).")
+    threads: int | None = Field(None, ge=1, description="Torch's intra-op thread count while computing.")
+    device: str | None = Field(None, description="Where the task's model computed: `cpu`, `cuda:0`, ...")
+    cpu: str | None = Field(None, description="Torch's CPU instruction set (`AVX2`, `AVX512`): MKL's kernels.")
 
 
 class Timing(_Record):

