@@ -512,13 +512,19 @@ def leaderboard_publish(
     with_published: WithPublished = False,
     verbose: Verbose = False,
     reevaluated: Reevaluated = False,
+    constraints: Annotated[
+        Path | None,
+        typer.Option(help="The constraints file the runs were computed under (default: <dest>/constraints.txt)."),
+    ] = None,
 ) -> None:
-    """Write <dest>/<task>/: leaderboard.md, leaderboard.csv, index.html, the plots against KL and the raw results
-    behind them (results.jsonl), and <dest>/index.html, the page of every board. It replaces only a previous
-    publication of the task."""
+    """Write <dest>/<task>/: leaderboard.md, leaderboard.csv, index.html, the plots against KL, the raw results
+    behind them (results.jsonl) and provenance.json (the constraints file and its sha256), and <dest>/index.html,
+    the page of every board. It replaces only a previous publication of the task."""
     from harness import leaderboard
 
-    path = leaderboard.publish(store.root(out), task, dest, with_published, reevaluated)
+    if constraints is not None and not constraints.is_file():
+        raise ConfigError(f"--constraints {str(constraints)!r} is not a file (write one with `harness constraints`)")
+    path = leaderboard.publish(store.root(out), task, dest, with_published, reevaluated, constraints)
     files = sorted(p.name for p in path.iterdir() if not p.name.startswith("."))
     console.print(f"published: {path}  ({', '.join(files)})", highlight=False)
 

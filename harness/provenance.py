@@ -83,29 +83,64 @@ def constraints() -> str:
     """A pip constraints file of the exact installed versions of bon-harness's dependencies (all of them, as the
     installed metadata declares them, recursively) and of LIBRARIES, sorted by name. A local version label
     (`2.13.0+cpu`) is written without its label, which pip's `==` then matches, with a comment naming it."""
-    pins: dict[str, str] = {}
+    found: dict[str, str] = {}
     todo = ["bon-harness", *LIBRARIES]
     while todo:
         name = _canonical(todo.pop())
-        if name in pins:
+        if name in found:
             continue
         try:
             dist = distribution(name)
         except PackageNotFoundError:
             continue
-        pins[name] = dist.version
+        found[name] = dist.version
         for req in dist.requires or []:
             if "extra ==" not in req:  # the dependencies every install has, not an extra's
                 todo.append(re.split(r"[\s;<>=!~\[(]", req, maxsplit=1)[0])
-    pins.pop("bon-harness", None)
+    found.pop("bon-harness", None)
+    torch = found.get("torch", "").partition("+")[0]
     lines = [
-        "# Exact versions of the environment the published boards were computed in (`harness constraints`).",
-        "# Reproduce a board exactly: pip install torch==<below> && pip install -c leaderboards/constraints.txt -e .",
+        "# The exact versions of an environment of bon-harness, written by `harness constraints`. To compute in it:",
+        f"# pip install -c constraints.txt torch=={torch} && pip install -c constraints.txt -e .",
     ]
-    for name in sorted(pins):
-        exact, _, local = pins[name].partition("+")
-        lines.append(f"{name}=={exact}" + (f"  # installed as {pins[name]}" if local else ""))
+    for name in sorted(found):
+        exact, _, local = found[name].partition("+")
+        lines.append(f"{name}=={exact}" + (f"  # installed as {found[name]}" if local else ""))
     return "\n".join(lines) + "\n"
+
+
+def pins(text: str) -> dict[str, str]:
+    """The `name==version` lines of a constraints file, by canonical name (comments and other lines skipped)."""
+    out = {}
+    for line in text.splitlines():
+        name, sep, rest = line.split("#")[0].strip().partition("==")
+        if sep and name and rest:
+            out[_canonical(name)] = rest.strip()
+    return out
+
+
+def disagreements(records: list[dict[str, Any]], pinned: dict[str, str]) -> list[dict[str, str]]:
+    """Where a results record's library versions (provenance.libraries) differ from the pinned ones: one entry per
+    run and library (a local version label, `+cpu`, is not compared: the constraints file leaves it out)."""
+    out = []
+    for results in records:
+        for name, installed in sorted(results["provenance"]["libraries"].items()):
+            want = pinned.get(_canonical(name))
+            if installed is not None and want is not None and installed.partition("+")[0] != want:
+                out.append({"config_hash": results["config_hash"], "library": name, "run": installed, "pinned": want})
+    return out
+
+
+def board_provenance(records: list[dict[str, Any]], constraints: Path | None) -> dict[str, Any]:
+    """What a published board records of the environment its runs were computed in (its provenance.json): the
+    constraints file (relative to the board), its sha256, and every run whose recorded versions differ from it."""
+    if constraints is None:
+        return {"constraints": None, "sha256": None, "disagreements": []}
+    return {
+        "constraints": f"../{constraints.name}",
+        "sha256": sha256(constraints),
+        "disagreements": disagreements(records, pins(constraints.read_text())),
+    }
 
 
 def _canonical(name: str) -> str:
