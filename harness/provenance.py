@@ -75,8 +75,18 @@ def provenance(threads: int, device: str) -> dict[str, Any]:
         "libraries": library_versions(),
         "threads": threads,
         "device": device,
-        "cpu": torch.backends.cpu.get_cpu_capability(),
+        "cpu": f"{cpu_model()} ({torch.backends.cpu.get_cpu_capability()})",
     }
+
+
+def cpu_model() -> str:
+    """The CPU's model name (Linux: /proc/cpuinfo), else the machine's architecture: MKL takes other kernels on
+    other CPUs (another vendor, another instruction set), which round differently (docs/reproducibility.md)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.machine() or "unknown"
 
 
 def constraints() -> str:

@@ -48,7 +48,9 @@ class Provenance(_Record):
     libraries: dict[str, str | None] = Field(description="Versions of harness.provenance.LIBRARIES (None: absent).")
     threads: int | None = Field(None, ge=1, description="Torch's intra-op thread count while computing.")
     device: str | None = Field(None, description="Where the task's model computed: `cpu`, `cuda:0`, ...")
-    cpu: str | None = Field(None, description="Torch's CPU instruction set (`AVX2`, `AVX512`): MKL's kernels.")
+    cpu: str | None = Field(
+        None, description="The CPU's model and the instruction set torch uses on it: `Intel(R) Xeon(R) ... (AVX512)`."
+    )
 
 
 class Timing(_Record):
