@@ -512,15 +512,111 @@ def leaderboard_publish(
     with_published: WithPublished = False,
     verbose: Verbose = False,
     reevaluated: Reevaluated = False,
+    constraints: Annotated[
+        Path | None,
+        typer.Option(help="The constraints file the runs were computed under (default: <dest>/constraints.txt)."),
+    ] = None,
 ) -> None:
-    """Write <dest>/<task>/: leaderboard.md, leaderboard.csv, index.html, the plots against KL and the raw results
-    behind them (results.jsonl), and <dest>/index.html, the page of every board. It replaces only a previous
-    publication of the task."""
+    """Write <dest>/<task>/: leaderboard.md, leaderboard.csv, index.html, the plots against KL, the raw results
+    behind them (results.jsonl) and provenance.json (the constraints file and its sha256), and <dest>/index.html,
+    the page of every board. It replaces only a previous publication of the task."""
     from harness import leaderboard
 
-    path = leaderboard.publish(store.root(out), task, dest, with_published, reevaluated)
+    if constraints is not None and not constraints.is_file():
+        raise ConfigError(f"--constraints {str(constraints)!r} is not a file (write one with `harness constraints`)")
+    path = leaderboard.publish(store.root(out), task, dest, with_published, reevaluated, constraints)
     files = sorted(p.name for p in path.iterdir() if not p.name.startswith("."))
     console.print(f"published: {path}  ({', '.join(files)})", highlight=False)
+
+
+@app.command()
+def reproduce(
+    task: Annotated[str, typer.Option(help="Task whose published board to reproduce.")],
+    method: Annotated[list[str], typer.Option(help="Only the runs of this method (repeatable).")] = [],  # noqa: B006
+    config_hash: Annotated[
+        list[str], typer.Option("--config-hash", help="Only the run with this config hash or prefix (repeatable).")
+    ] = [],  # noqa: B006
+    dest: Annotated[Path, typer.Option(help="Directory of published leaderboards.")] = Path("leaderboards"),
+    out: Annotated[
+        str | None,
+        typer.Option(
+            "--out",
+            help="Scratch store to run into (copy a .pools directory into it to skip sampling pools again); "
+            "default: a temporary one, removed afterwards.",
+        ),
+    ] = None,
+    rtol: Annotated[
+        float, typer.Option(min=0, help="Relative tolerance of every comparison (0: identical; state its reason).")
+    ] = 0.0,
+    atol: Annotated[float, typer.Option(min=0, help="Absolute tolerance of every comparison.")] = 0.0,
+    verbose: Verbose = False,
+) -> None:
+    """Run cells of a published board (<dest>/<task>/results.jsonl) again and compare every number with the
+    published one: every metric (mean, se, 95% interval), the best-of-n curve and the cost. Each must be
+    identical, or with --rtol/--atol within |a - b| <= atol + rtol max(|a|, |b|). Exits 1 on a difference."""
+    import tempfile
+
+    from harness import reproduce as reproducing
+
+    runs = reproducing.select(dest, task, method, config_hash)
+    tol = reproducing.Tolerance(rtol, atol)
+    console.print(f"reproducing {len(runs)} published runs of {dest / task}", highlight=False)
+    try:
+        if out is None:
+            with tempfile.TemporaryDirectory(prefix="harness-reproduce-") as scratch:
+                outcomes = reproducing.reproduce(runs, Path(scratch), tol, on_done=print_reproduced)
+        else:
+            outcomes = reproducing.reproduce(runs, store.root(out), tol, on_done=print_reproduced)
+    except KeyboardInterrupt:
+        raise fail("interrupted; the cells reproduced so far are printed above", code=130) from None
+    failed = [o for o in outcomes if not o.ok]
+    exact = sum(all(c.difference == 0 for c in o.checks) and not o.notes for o in outcomes)
+    tolerance = f" ({tol})" if tol != reproducing.EXACT else ""
+    console.print(
+        f"{len(outcomes)} cells: {exact} identical, {len(outcomes) - exact - len(failed)} within tolerance"
+        f"{tolerance}, {len(failed)} differ",
+        highlight=False,
+    )
+    if failed:
+        raise typer.Exit(1)
+
+
+def print_reproduced(outcome: Any) -> None:
+    """The table of one reproduced cell: each quantity published and computed again, and their difference."""
+    from harness.leaderboard.table import own_knobs
+
+    config, results = outcome.published["config"], outcome.published["results"]
+    own = own_knobs(results["method"]) or []
+    knobs = " ".join(f"{k}={show_value(v)}" for k, v in config["method"].items() if k in own)
+    commit = (results["provenance"].get("git_commit") or "unknown")[:7]
+    table = Table(
+        title=f"{results['task']['name']} {results['method']} {knobs} seed {results['seed']}: published "
+        f"{results['config_hash']} (commit {commit}), computed again in {outcome.path}",
+        title_justify="left",
+    )
+    for col in ("quantity", "published", "now", "largest difference", ""):
+        table.add_column(col, justify="left" if col in ("quantity", "") else "right", overflow="fold")
+    for c in outcome.checks:
+        status = "[green]identical[/]" if c.difference == 0 else ("[yellow]within[/]" if c.ok else "[red]differs[/]")
+        table.add_row(
+            c.quantity,
+            "-" if c.published is None else f"{c.published:.6f}",
+            "-" if c.reproduced is None else f"{c.reproduced:.6f}",
+            f"{c.difference:.2e}",
+            status + (f" {escape(c.note)}" if c.note else ""),
+        )
+    console.print(table)
+    for note in outcome.notes:
+        console.print(f"[red]{escape(note)}[/]", highlight=False)
+
+
+@app.command()
+def constraints(verbose: Verbose = False) -> None:
+    """Print a pip constraints file of the exact versions installed here (every dependency of bon-harness and
+    every library that can change a number), e.g. `harness constraints > leaderboards/constraints.txt`."""
+    from harness.provenance import constraints as pins
+
+    console.out(pins(), end="", highlight=False)
 
 
 pool_app = typer.Typer(help="The shared reference pool of a task.", no_args_is_help=True)
@@ -543,16 +639,18 @@ def pool_build(
     """Sample (or find) the reference pool and the held-out reference samples of a task's prompts."""
     from harness.pool import PoolCache
     from harness.task import build_task, load_task
+    from harness.threads import pinned, run_threads
 
     root = store.root(out)
     try:
         store.ensure_writable(root)
         config = load_task(task)
-        built = build_task(config)
-        pools = PoolCache(root)
-        size = m or config.evaluation.pool_size
-        pools.get(built, size, _seed(seed), stream="pool")
-        pools.get(built, config.evaluation.reference_samples, seed, stream="held-out")
+        pools = PoolCache(root, run_threads())
+        with pinned(pools.threads):  # as a run samples it
+            built = build_task(config)
+            size = m or config.evaluation.pool_size
+            pools.get(built, size, _seed(seed), stream="pool")
+            pools.get(built, config.evaluation.reference_samples, seed, stream="held-out")
     except KeyboardInterrupt:
         raise fail("interrupted; no partial pool was written", code=130) from None
     console.print(f"pool: {pools.path(built, size, seed, 'pool')}", highlight=False)

@@ -115,9 +115,14 @@ C = TypeVar("C", bound=MethodConfig)
 
 
 class Method(ABC, Generic[C]):
-    """A method adapter. Subclasses set `Config` and implement `align`."""
+    """A method adapter. Subclasses set `Config` and implement `align`.
+
+    `version` is part of every run's identity (from 2 on; version 1 is left out of the hash): raise it by one in
+    the same change as anything that moves the method's numbers, so that a store never reuses a run computed by
+    the older code (tests/test_golden.py fails until it is raised; docs/reproducibility.md)."""
 
     Config: ClassVar[type[MethodConfig]]
+    version: ClassVar[int] = 1
 
     def __init__(self, config: C):
         self.config = config

@@ -167,6 +167,7 @@ def offtarget(
     """Off-target metrics of a stored run, stored beside it (returned as they are where the same settings were
     already evaluated, unless `force`). The run's task is rebuilt only where its builder is a registered
     task's, or with `trust`."""
+    from harness import threads
     from harness.run import stored_spec
     from harness.task import build_task
 
@@ -182,20 +183,21 @@ def offtarget(
     metrics, notes = own_metrics(records, evaluation.samples_per_prompt, n, spec.seed, evaluation.bootstrap)
     entry: dict[str, Any] = {"settings": settings, "metrics": metrics, "notes": notes}
     if tasks:
-        task = build_task(spec.task, trusted=trust)
-        tokenizer = getattr(task.reference, "tokenizer", None)
-        if tokenizer is None:
-            raise ValueError(f"task {spec.task.name!r} has no transformers tokenizer to evaluate with lm-eval")
-        model, weights = _weights(run_dir, task)
-        if model is task.model:  # an inference-time method's: the reference weights, scored once per process
-            key = store.config_hash(
-                {"task": spec.task.model_dump(), "tasks": list(tasks), "limit": limit, "batch_size": batch_size}
-            )
-            if key not in _REFERENCE_SCORES:
-                _REFERENCE_SCORES[key] = lm_eval_scores(model, tokenizer, list(tasks), limit, batch_size)
-            scores = _REFERENCE_SCORES[key]
-        else:
-            scores = lm_eval_scores(model, tokenizer, list(tasks), limit, batch_size)
-        entry["lm_eval"] = {"weights": weights, "lm_eval_version": version("lm-eval"), "results": scores}
+        with threads.pinned(spec.threads):  # lm-eval scores the weights with torch, as the run computed
+            task = build_task(spec.task, trusted=trust)
+            tokenizer = getattr(task.reference, "tokenizer", None)
+            if tokenizer is None:
+                raise ValueError(f"task {spec.task.name!r} has no transformers tokenizer to evaluate with lm-eval")
+            model, weights = _weights(run_dir, task)
+            if model is task.model:  # an inference-time method's: the reference weights, scored once per process
+                key = store.config_hash(
+                    {"task": spec.task.model_dump(), "tasks": list(tasks), "limit": limit, "batch_size": batch_size}
+                )
+                if key not in _REFERENCE_SCORES:
+                    _REFERENCE_SCORES[key] = lm_eval_scores(model, tokenizer, list(tasks), limit, batch_size)
+                scores = _REFERENCE_SCORES[key]
+            else:
+                scores = lm_eval_scores(model, tokenizer, list(tasks), limit, batch_size)
+            entry["lm_eval"] = {"weights": weights, "lm_eval_version": version("lm-eval"), "results": scores}
     store.write_offtarget(run_dir, entry)
     return entry

@@ -38,10 +38,12 @@ class Pool:
 
 
 class PoolCache:
-    """Reference pools kept under `<root>/.pools/<task>/<hash>/`; a second use samples nothing."""
+    """Reference pools kept under `<root>/.pools/<task>/<hash>/`; a second use samples nothing. `threads` is
+    torch's thread count while pools are sampled (harness.threads): part of a pool's key where it is not 1."""
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, threads: int = 1):
         self.root = root
+        self.threads = threads
         self.sampled = 0  # completions sampled by this cache (0 when every pool came from disk)
 
     def path(self, task: Task, m: int, seed: int, stream: str) -> Path:
@@ -57,7 +59,7 @@ class PoolCache:
             "m": m,
             "seed": seed,
             "stream": stream,
-        }
+        } | ({"threads": self.threads} if self.threads != 1 else {})
         return store.pool_dir(self.root, task.config.name, config_hash(key))
 
     def get(self, task: Task, m: int, seed: int, stream: str = "pool") -> Pool:

@@ -40,9 +40,17 @@ class Cost(BaseModel):
 
 
 class Provenance(_Record):
+    """What the numbers were computed with, besides the run's identity; the last three are absent in runs written
+    before they were recorded."""
+
     git_commit: str | None
     python: str
-    libraries: dict[str, str | None]
+    libraries: dict[str, str | None] = Field(description="Versions of harness.provenance.LIBRARIES (None: absent).")
+    threads: int | None = Field(None, ge=1, description="Torch's intra-op thread count while computing.")
+    device: str | None = Field(None, description="Where the task's model computed: `cpu`, `cuda:0`, ...")
+    cpu: str | None = Field(
+        None, description="The CPU's model and the instruction set torch uses on it: `Intel(R) Xeon(R) ... (AVX512)`."
+    )
 
 
 class Timing(_Record):

@@ -3,26 +3,24 @@
 from __future__ import annotations
 
 import logging
-import platform
 import shutil
-import subprocess
 import tempfile
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
 import harness
-from harness import seeding, store
+from harness import seeding, store, threads
 from harness.backends import require_backend
 from harness.evaluate import evaluate
 from harness.identity import HASH_SCHEME, LEGACY_BUILDER, identity, implementation, modern_builder
 from harness.method import METHODS, AlignedPolicy, Method, MethodConfig, RunContext, TrainingCost
 from harness.pool import PoolCache
+from harness.provenance import provenance
 from harness.task import (
     ConfigError,
     Task,
@@ -36,8 +34,6 @@ from harness.task import (
 
 log = logging.getLogger(__name__)
 
-LIBRARIES = ("numpy", "scipy", "torch", "transformers", "pydantic")
-
 
 @dataclass
 class RunSpec:
@@ -46,19 +42,23 @@ class RunSpec:
     method_name: str
     config: MethodConfig
     seed: int
+    threads: int = threads.DEFAULT  # torch's thread count while the run computes (harness.threads)
 
     def resolved(self) -> dict[str, Any]:
         """The fully resolved config (config.json): the run's identity, whose hash names the run, and apart from
-        it the method's operational settings."""
+        it the method's operational settings. The method's version and the thread count are written only where
+        they are not 1, so that the runs of version 1 at one thread keep the names they had before either was
+        recorded."""
         operational = self.config.operational()
+        version = {"version": self.method.version} if self.method.version != 1 else {}
         return {
             "hash_scheme": HASH_SCHEME,
             "task": self.task.model_dump(exclude={"methods"}),
-            "method": {"name": self.method_name, **self.config.model_dump(exclude=operational)},
+            "method": {"name": self.method_name, **version, **self.config.model_dump(exclude=operational)},
             "implementation": implementation(self.method),
             "operational": self.config.model_dump(include=operational),
             "seed": self.seed,
-        }
+        } | ({"threads": self.threads} if self.threads != threads.DEFAULT else {})
 
     def hash(self) -> str:
         return store.config_hash(identity(self.resolved()))
@@ -66,7 +66,11 @@ class RunSpec:
     def legacy_hashes(self) -> list[str]:
         """The hashes that earlier schemes gave this config, under which an older store holds its run: scheme 2
         (the built-in builders spelled `tasks.<module>`, before they moved into the harness package, and no
-        implementation), then scheme 1 (the whole config, operational settings included)."""
+        implementation), then scheme 1 (the whole config, operational settings included). None where the method's
+        version or the thread count is not 1: no run of an earlier scheme was computed by a later version, or
+        carries its thread count."""
+        if self.method.version != 1 or self.threads != threads.DEFAULT:
+            return []
         task = self.task.model_dump(exclude={"methods"})
         task["builder"] = LEGACY_BUILDER.sub("", task["builder"])
         operational = self.config.operational()
@@ -96,7 +100,14 @@ def resolve(
         config = method_cls.Config.model_validate(merged)
     except ValidationError as e:
         raise ConfigError(one_line(f"{method} config", e, method_cls.Config), validation_fields(e)) from None
-    return RunSpec(task=task_config, method=method_cls, method_name=method, config=config, seed=seed)
+    return RunSpec(
+        task=task_config,
+        method=method_cls,
+        method_name=method,
+        config=config,
+        seed=seed,
+        threads=threads.run_threads(),
+    )
 
 
 def with_evaluation(task_config: TaskConfig, overrides: dict[str, Any] | None) -> TaskConfig:
@@ -120,7 +131,13 @@ class RunResult:
 
 def execute(spec: RunSpec, out: Path, force: bool = False) -> RunResult:
     """Run the cell into the store, or return the stored run when this config already finished. One process at
-    a time writes a run: a second one waits for it and then finds the run finished."""
+    a time writes a run: a second one waits for it and then finds the run finished. Torch computes with the
+    spec's thread count (harness.threads)."""
+    with threads.pinned(spec.threads):
+        return _execute(spec, out, force)
+
+
+def _execute(spec: RunSpec, out: Path, force: bool) -> RunResult:
     store.ensure_writable(out)
     final = store.run_path(out, spec.task.name, spec.method_name, spec.hash())
     checkpoints = store.checkpoint_dir(out, spec.task.name, spec.method_name, spec.hash())
@@ -131,7 +148,7 @@ def execute(spec: RunSpec, out: Path, force: bool = False) -> RunResult:
         # another process of a multi-process (accelerate) run: it trains its share; the main process evaluates
         # and writes the run
         with tempfile.TemporaryDirectory() as scratch:
-            ctx = RunContext(build_task(spec.task), spec.seed, Path(scratch), PoolCache(out), checkpoints)
+            ctx = RunContext(build_task(spec.task), spec.seed, Path(scratch), PoolCache(out, spec.threads), checkpoints)
             spec.method(spec.config).align(ctx)
         return RunResult(final, {}, reused=False, worker=True)
 
@@ -160,7 +177,7 @@ def _compute(spec: RunSpec, out: Path, final: Path, checkpoints: Path) -> dict[s
         log.info("building task %s (version %d)", spec.task.name, spec.task.version)
         task = build_task(spec.task)
         spec.config.check_task(task)  # settings that the built task cannot take: before any sampling or training
-        pools = PoolCache(out)
+        pools = PoolCache(out, spec.threads)
         ctx = RunContext(task=task, seed=spec.seed, out_dir=stage, pools=pools, checkpoint_dir=checkpoints)
         policy = spec.method(spec.config).align(ctx)
         evaluation = evaluate(task, policy, spec.seed, pools)
@@ -180,7 +197,7 @@ def _compute(spec: RunSpec, out: Path, final: Path, checkpoints: Path) -> dict[s
             "metrics": evaluation.metrics,
             "bon_curve": evaluation.bon_curve,
             "cost": evaluation.cost,
-            "provenance": provenance(),
+            "provenance": provenance(spec.threads, device_of(task)),
             "timing": {
                 "started_at": started.isoformat(),
                 "wall_seconds": round(time.perf_counter() - t0, 3),
@@ -197,10 +214,31 @@ def backend_of(task: Task) -> str | None:
     return getattr(task.reference, "backend", None)
 
 
+def device_of(task: Task) -> str:
+    """The device of the task's model (`cpu`, `cuda:0`), or of its reference policy where the task has no model."""
+    model = task.model if task.model is not None else getattr(task.reference, "model", None)
+    parameters = getattr(model, "parameters", None)
+    first = next(iter(parameters()), None) if parameters is not None else None
+    return str(first.device) if first is not None else "cpu"
+
+
 def stored_spec(run_dir: Path) -> RunSpec:
-    """The spec of a stored run, from its own config.json (not from the task's current YAML)."""
+    """The spec of a stored run, from its own config.json (not from the task's current YAML); a run computed by
+    another version of its method than the installed one is refused."""
     config = store.read_config(run_dir)
-    method = dict(config["method"]) | config.get("operational", {})
+    spec = spec_of(config)
+    version = config["method"].get("version", 1)
+    if version != spec.method.version:
+        raise store.StoreError(
+            f"run {run_dir} was computed by version {version} of method {spec.method_name!r}, and version "
+            f"{spec.method.version} is installed: run it again (harness run) instead"
+        )
+    return spec
+
+
+def spec_of(config: dict[str, Any]) -> RunSpec:
+    """The spec of a resolved config (a stored or published config.json), with the installed method."""
+    method = {k: v for k, v in config["method"].items() if k != "version"} | config.get("operational", {})
     name = method.pop("name")
     cls = METHODS.get(name)
     task = config["task"] | {"builder": modern_builder(config["task"]["builder"])}
@@ -210,6 +248,7 @@ def stored_spec(run_dir: Path) -> RunSpec:
         method_name=name,
         config=cls.Config.model_validate(method),
         seed=config["seed"],
+        threads=config.get("threads", threads.DEFAULT),
     )
 
 
@@ -236,6 +275,11 @@ def reevaluate(run_dir: Path, evaluation: dict[str, Any] | None = None, trust: b
     where its builder is a registered task's, or with `trust` (building runs the builder's code)."""
     out = store.store_of(run_dir)
     spec = stored_spec(run_dir)
+    with threads.pinned(spec.threads):
+        return _reevaluate(run_dir, out, spec, evaluation, trust)
+
+
+def _reevaluate(run_dir: Path, out: Path, spec: RunSpec, evaluation: dict[str, Any] | None, trust: bool) -> RunResult:
     spec.task = with_evaluation(spec.task, evaluation)
     settings = spec.task.evaluation.model_dump()
     key = store.config_hash({"evaluation": settings, "seed": spec.seed})
@@ -244,7 +288,7 @@ def reevaluate(run_dir: Path, evaluation: dict[str, Any] | None = None, trust: b
         return RunResult(final, store.read_evaluation(final), reused=True)
     t0 = time.perf_counter()
     task = build_task(spec.task, trusted=trust)
-    pools = PoolCache(out)
+    pools = PoolCache(out, spec.threads)
     policy = load_aligned(run_dir, spec, task, pools)
     result = evaluate(task, policy, spec.seed, pools)
     stored = {k: v for k, v in store.read_run(run_dir)[1].items() if k != "offtarget"}  # the run's, not this one's
@@ -254,7 +298,7 @@ def reevaluate(run_dir: Path, evaluation: dict[str, Any] | None = None, trust: b
         "metrics": result.metrics,
         "bon_curve": result.bon_curve,
         "cost": result.cost,
-        "provenance": provenance(),
+        "provenance": provenance(spec.threads, device_of(task)),
         "timing": stored.get("timing", {})
         | {"started_at": datetime.now(UTC).isoformat(), "wall_seconds": round(time.perf_counter() - t0, 3)},
     }
@@ -263,26 +307,3 @@ def reevaluate(run_dir: Path, evaluation: dict[str, Any] | None = None, trust: b
         store.write_results(stage, results)
         store.seal(stage)
     return RunResult(final, results, reused=False)
-
-
-def provenance() -> dict[str, Any]:
-    libs: dict[str, str | None] = {}
-    for name in LIBRARIES:
-        try:
-            libs[name] = version(name)
-        except PackageNotFoundError:
-            libs[name] = None
-    try:
-        commit = (
-            subprocess.run(
-                ["git", "rev-parse", "HEAD"],
-                cwd=Path(harness.__file__).parent,
-                capture_output=True,
-                text=True,
-                timeout=5,
-            ).stdout.strip()
-            or None
-        )
-    except (OSError, subprocess.SubprocessError):
-        commit = None
-    return {"git_commit": commit, "python": platform.python_version(), "libraries": libs}

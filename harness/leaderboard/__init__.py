@@ -29,18 +29,39 @@ from harness.leaderboard.table import (
     pareto,
 )
 from harness.leaderboard.text import display, footnotes, markdown
+from harness.provenance import board_provenance
 
 PLOTS = {"reward": "reward_kl.png", "win_rate": "winrate_kl.png", "gold_reward": "gold_kl.png"}
-FILES = ("leaderboard.md", "leaderboard.csv", "index.html", "reward_kl.png", "winrate_kl.png", "results.jsonl")
+FILES = (
+    "leaderboard.md",
+    "leaderboard.csv",
+    "index.html",
+    "reward_kl.png",
+    "winrate_kl.png",
+    "results.jsonl",
+    "provenance.json",
+)
 WHERE_GOLD = ("gold_kl.png",)  # written too where the task has a gold reward
 FINDINGS = "FINDINGS.md"  # written by people, not by publish: carried over to every new publication
+CONSTRAINTS = "constraints.txt"  # beside the boards: the exact versions they were computed with (harness constraints)
 
 
-def publish(out: Path, task: str, dest: Path, with_published: bool = False, reevaluated: bool = False) -> Path:
+def publish(
+    out: Path,
+    task: str,
+    dest: Path,
+    with_published: bool = False,
+    reevaluated: bool = False,
+    constraints: Path | None = None,
+) -> Path:
     """Write the board `dest/<task>/` (replaced as a whole, atomically) and the index `dest/index.html`; with
     `with_published`, the rows of the board already published there are merged with the store's; with
-    `reevaluated`, runs are read through their latest re-evaluation."""
+    `reevaluated`, runs are read through their latest re-evaluation. The board records the constraints file it
+    was computed under (`constraints`, by default `dest/constraints.txt` where it exists) in provenance.json."""
     runs = gather(out, task, dest if with_published else None, reevaluated)
+    if constraints is None and (dest / CONSTRAINTS).is_file():
+        constraints = dest / CONSTRAINTS
+    environment = board_provenance([r["results"] for r in runs], constraints)
     df = frame(runs)
     matched = matched_kl(df)
     findings = dest / task / FINDINGS
@@ -49,7 +70,10 @@ def publish(out: Path, task: str, dest: Path, with_published: bool = False, reev
         if kept is not None:
             (stage / FINDINGS).write_text(kept)
         df.to_csv(stage / "leaderboard.csv", index=False, float_format="%.6g")
-        (stage / "leaderboard.md").write_text(markdown(df, matched, task, findings=kept is not None))
+        (stage / "leaderboard.md").write_text(
+            markdown(df, matched, task, findings=kept is not None, environment=environment)
+        )
+        store.write_json(stage / "provenance.json", environment)
         plots = [stage / PLOTS[y] for y in ("win_rate", "reward", "gold_reward") if df[y].notna().any()]
         for path in plots:
             y = next(k for k, v in PLOTS.items() if v == path.name)

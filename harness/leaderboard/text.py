@@ -3,6 +3,8 @@ heads every board, the footnotes of empty cells, and leaderboard.md."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pandas as pd
 
 from harness.leaderboard import intervals
@@ -143,8 +145,15 @@ def matched_table(matched: pd.DataFrame) -> pd.DataFrame:
 FINDINGS_LEAD = "What the rows show, and whether they reproduce the papers' claims:"  # before the FINDINGS.md link
 
 
-def markdown(df: pd.DataFrame, matched: pd.DataFrame, task: str, findings: bool = False) -> str:
-    """The board as Markdown; `findings`: link the board's hand-written FINDINGS.md."""
+def markdown(
+    df: pd.DataFrame,
+    matched: pd.DataFrame,
+    task: str,
+    findings: bool = False,
+    environment: dict[str, Any] | None = None,
+) -> str:
+    """The board as Markdown; `findings`: link the board's hand-written FINDINGS.md; `environment`: the board's
+    provenance.json (harness.provenance.board_provenance), said in one line at the end."""
     lines = [f"# Leaderboard: {task}", ""]
     if findings:
         lines += [f"{FINDINGS_LEAD} [FINDINGS.md](FINDINGS.md).", ""]
@@ -163,4 +172,20 @@ def markdown(df: pd.DataFrame, matched: pd.DataFrame, task: str, findings: bool 
         matched_table(matched).to_markdown(index=False),
         "",
     ]
+    if environment is not None:
+        lines += [environment_line(environment), ""]
     return "\n".join(lines)
+
+
+def environment_line(environment: dict[str, Any]) -> str:
+    """Which constraints file the board was computed under, and whether every run agrees with it."""
+    if environment["constraints"] is None:
+        return "Computed under no constraints file (see provenance.json and each run's provenance in results.jsonl)."
+    differ = sorted({d["config_hash"] for d in environment["disagreements"]})
+    agree = (
+        "every run's recorded library versions agree with it"
+        if not differ
+        else f"{len(differ)} runs recorded other library versions (listed in provenance.json)"
+    )
+    name = environment["constraints"]
+    return f"Computed under [{name.removeprefix('../')}]({name}) (sha256 `{environment['sha256'][:16]}`): {agree}."
