@@ -71,7 +71,7 @@ def smollm2_dir() -> Path:
         del config.quantization_config
     model = AutoModelForCausalLM.from_config(config)
     model.load_state_dict(loaded.state_dict())
-    with staged(out) as stage:
+    with staged(out, cache_dir()) as stage:
         model.save_pretrained(stage)
         tokenizer.save_pretrained(stage)
     return out

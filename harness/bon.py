@@ -44,6 +44,19 @@ def bon_distribution(p_ref: np.ndarray, rewards: np.ndarray, n: int) -> np.ndarr
     return out
 
 
+def bon_log_ratio(p_ref: np.ndarray, rewards: np.ndarray, n: int) -> np.ndarray:
+    """log pi_n(y)/pi_ref(y) of `bon_distribution`, in log space, so that it stays finite where pi_n(y) underflows
+    (large n, low rewards: F<=^n below the smallest float):
+
+        log pi_n(y)/pi_ref(y) = n log F<=(y) + log(1 - (F<(y)/F<=(y))^n) - log pi_ref([y])."""
+    if n < 1:
+        raise ValueError(f"n must be a positive integer, got {n}")
+    f_lt, f_le = reward_cdfs(p_ref, rewards)
+    with np.errstate(divide="ignore"):
+        log_lt, log_le = np.log(f_lt), np.log(f_le)
+        return np.asarray(n * log_le + np.log(-np.expm1(n * (log_lt - log_le))) - np.log(f_le - f_lt))
+
+
 def pool_weights(m: int, n: int) -> np.ndarray:
     """Weights w_i, i = 1..m, of the i-th smallest of m pooled samples being the best of a random n-subset.
 

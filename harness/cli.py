@@ -29,6 +29,11 @@ from harness.metrics import preferred, split_id
 from harness.registry import BadNameError, DuplicateNameError, Registry, UnknownNameError
 from harness.task import ConfigError
 
+try:  # typer 0.2x runs on a click of its own
+    from typer._click.exceptions import NoArgsIsHelpError, UsageError
+except ImportError:  # earlier typer runs on click
+    from click.exceptions import NoArgsIsHelpError, UsageError  # type: ignore[assignment]
+
 if TYPE_CHECKING:
     from harness.sweep import Outcome
 
@@ -61,12 +66,42 @@ class _Commands(TyperGroup):
             return super().invoke(ctx)
         except USER_ERRORS as e:
             raise fail(str(e)) from None
+        except NoArgsIsHelpError:
+            raise
+        except UsageError as e:  # a subcommand's bad option value or missing option: one line, not a box
+            raise fail(usage_line(e)) from None
+        except OSError as e:
+            full = store.disk_error(e, e.filename or "the disk being written")
+            if full is None:
+                raise
+            raise fail(str(full)) from None
+
+    def make_context(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().make_context(*args, **kwargs)
+        except NoArgsIsHelpError:
+            raise
+        except UsageError as e:  # the top-level options
+            raise fail(usage_line(e)) from None
+
+
+def usage_line(e: UsageError) -> str:
+    command = e.ctx.command_path if e.ctx is not None else "harness"
+    return f"{command}: {e.format_message()} (see {command} --help)"
 
 
 app = typer.Typer(
     cls=_Commands, help="Benchmark and evaluation harness for Best-of-N alignment methods.", no_args_is_help=True
 )
 OutOption = Annotated[str, typer.Option("--out", help="Results store directory.")]
+# Commands that write beside a stored run: RUN must lie in --out where it is given.
+RunStoreOption = Annotated[
+    str | None,
+    typer.Option(
+        "--out",
+        help="Results store directory, which RUN must lie in (default: RUN's own store; runs to find a hash).",
+    ),
+]
 
 
 def _set_verbosity(ctx: typer.Context, verbose: bool) -> None:
@@ -107,17 +142,27 @@ def _terminate(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
+MAX_VALUE_CHARS = 1000  # a -p value
+
+
 def parse_value(text: str) -> Any:
-    """A -p value as YAML reads a plain scalar or a flat flow list (numbers, strings, booleans, [1, 2]); tags,
-    anchors and mappings are refused, so that a value never constructs anything."""
+    """A -p value as YAML 1.2 reads a plain scalar or a flat flow list (numbers as JSON reads them, strings,
+    booleans, [1, 2]: harness.yaml12); tags, anchors and mappings are refused, so that a value never constructs
+    anything."""
     import yaml
+
+    from harness import yaml12
 
     refused = (yaml.TagToken, yaml.AnchorToken, yaml.AliasToken, yaml.KeyToken)
     scalar = (int, float, str, bool, type(None))
+    if len(text) > MAX_VALUE_CHARS:
+        raise ConfigError(f"a value of {len(text)} characters (at most {MAX_VALUE_CHARS})")
     try:
-        if any(isinstance(t, refused) for t in yaml.scan(text, Loader=yaml.SafeLoader)):
+        if any(isinstance(t, refused) for t in yaml.scan(text, Loader=yaml12.Loader)):
             raise ValueError
-        value = yaml.safe_load(text)
+        value = yaml12.load(text)
+    except yaml.constructor.ConstructorError as e:
+        raise ConfigError(f"value {text!r}: {e.problem}") from None
     except (yaml.YAMLError, ValueError):
         value = ...
     if not (isinstance(value, scalar) or (isinstance(value, list) and all(isinstance(v, scalar) for v in value))):
@@ -289,7 +334,7 @@ def evaluate_run(
     reference_samples: Annotated[
         int | None, typer.Option(help="Held-out reference samples per prompt for win rates (the run's setting).")
     ] = None,
-    out: OutOption = "runs",
+    out: RunStoreOption = None,
     trust: Annotated[
         bool, typer.Option(help="Build the run's task even if its builder is no registered task's (runs its code).")
     ] = False,
@@ -302,13 +347,20 @@ def evaluate_run(
 
     overrides = {"samples_per_prompt": samples, "pool_size": pool_size, "reference_samples": reference_samples}
     try:
-        path = store.find_run(store.root(out), run_ref)
+        path = stored_run(run_ref, out)
         result = reevaluate(path, {k: v for k, v in overrides.items() if v is not None}, trust=trust)
     except KeyboardInterrupt:
         raise fail("interrupted; nothing was written", code=130) from None
     print_results(result.results)
     state = "already evaluated with these settings" if result.reused else "written"
     console.print(f"evaluation: {result.path}  [dim]({state})[/]", highlight=False)
+
+
+def stored_run(ref: str, out: str | None) -> Path:
+    """The run `ref` (a directory, or a config hash in --out, by default runs), which must lie in --out where it is
+    given: what a command computes from it is written beside it."""
+    path = store.find_run(store.root(out or "runs"), ref)
+    return path if out is None else store.in_store(path, store.root(out))
 
 
 @app.command()
@@ -323,7 +375,7 @@ def offtarget(
     ] = "harness_imdb_heldout",
     limit: Annotated[int | None, typer.Option(min=1, help="Documents per lm-eval task (default: all).")] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="lm-eval batch size.")] = 8,
-    out: OutOption = "runs",
+    out: RunStoreOption = None,
     force: Annotated[bool, typer.Option(help="Evaluate again even if these settings were evaluated.")] = False,
     trust: Annotated[
         bool, typer.Option(help="Build a run's task even if its builder is no registered task's (runs its code).")
@@ -337,12 +389,16 @@ def offtarget(
     if (run_ref is None) == (task is None):
         raise fail("give either RUN or --task")
     names = [t.strip() for t in tasks.split(",") if t.strip()]
-    root = store.root(out)
+    root = store.root(out or "runs")
     try:
         if run_ref is not None:
-            paths = [store.find_run(root, run_ref)]
+            paths = [stored_run(run_ref, out)]
         else:
-            paths = [path for path, _, results in store.load_runs(root) if results["task"]["name"] == task]
+            paths = [
+                store.in_store(path, root)
+                for path, _, results in store.load_runs(root)
+                if results["task"]["name"] == task
+            ]
             if not paths:
                 raise store.StoreError(f"no finished runs of task {task!r} under {root}")
         for path in paths:
@@ -477,14 +533,17 @@ def leaderboard_build(
     task: Annotated[str, typer.Option(help="Task whose runs to rank.")],
     out: OutOption = "runs",
     with_published: WithPublished = False,
-    dest: Annotated[Path, typer.Option(help="Directory of published leaderboards.")] = Path("leaderboards"),
+    dest: Annotated[str, typer.Option(help="Directory of published leaderboards.")] = "leaderboards",
     verbose: Verbose = False,
     reevaluated: Reevaluated = False,
 ) -> None:
     """Print the leaderboard of a task: one row per (method, setting) aggregated over seeds."""
     from harness import leaderboard
 
-    df = leaderboard.build(store.root(out), task, dest if with_published else None, reevaluated)
+    boards = store.dest_root(dest)
+    if with_published:
+        print_published(boards, task)
+    df = leaderboard.build(store.root(out), task, boards if with_published else None, reevaluated)
     shown = leaderboard.display(df)
     table = Table(title=f"leaderboard: {task} ({len(df)} rows, runs in {out})")
     for col in shown.columns:
@@ -504,11 +563,19 @@ def leaderboard_build(
             )
 
 
+def print_published(dest: Path, task: str) -> None:
+    """How many published runs `--with-published` read (each checked against the results record)."""
+    from harness import leaderboard
+
+    runs = leaderboard.load_published(dest, task)
+    console.print(f"read {len(runs)} published runs from {dest / task / 'results.jsonl'}", highlight=False)
+
+
 @board_app.command("publish")
 def leaderboard_publish(
     task: Annotated[str, typer.Option(help="Task whose leaderboard to publish.")],
     out: OutOption = "runs",
-    dest: Annotated[Path, typer.Option(help="Directory of published leaderboards.")] = Path("leaderboards"),
+    dest: Annotated[str, typer.Option(help="Directory of published leaderboards.")] = "leaderboards",
     with_published: WithPublished = False,
     verbose: Verbose = False,
     reevaluated: Reevaluated = False,
@@ -524,7 +591,10 @@ def leaderboard_publish(
 
     if constraints is not None and not constraints.is_file():
         raise ConfigError(f"--constraints {str(constraints)!r} is not a file (write one with `harness constraints`)")
-    path = leaderboard.publish(store.root(out), task, dest, with_published, reevaluated, constraints)
+    boards = store.dest_root(dest)
+    if with_published:
+        print_published(boards, task)
+    path = leaderboard.publish(store.root(out), task, boards, with_published, reevaluated, constraints)
     files = sorted(p.name for p in path.iterdir() if not p.name.startswith("."))
     console.print(f"published: {path}  ({', '.join(files)})", highlight=False)
 
@@ -638,18 +708,20 @@ def pool_build(
 ) -> None:
     """Sample (or find) the reference pool and the held-out reference samples of a task's prompts."""
     from harness.pool import PoolCache
+    from harness.run import with_evaluation
     from harness.task import build_task, load_task
     from harness.threads import pinned, run_threads
 
     root = store.root(out)
+    config = with_evaluation(load_task(task), {"pool_size": m} if m is not None else None)  # m within its bounds
+    _seed(seed)
     try:
         store.ensure_writable(root)
-        config = load_task(task)
         pools = PoolCache(root, run_threads())
         with pinned(pools.threads):  # as a run samples it
             built = build_task(config)
-            size = m or config.evaluation.pool_size
-            pools.get(built, size, _seed(seed), stream="pool")
+            size = config.evaluation.pool_size
+            pools.get(built, size, seed, stream="pool")
             pools.get(built, config.evaluation.reference_samples, seed, stream="held-out")
     except KeyboardInterrupt:
         raise fail("interrupted; no partial pool was written", code=130) from None

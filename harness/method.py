@@ -20,6 +20,10 @@ log = logging.getLogger(__name__)
 
 
 MAX_N = 4096  # samples per output of a best-of-n-type method
+# A coefficient or inverse temperature that multiplies a log-probability or a reward inside the loss (a KL
+# coefficient, DPO's beta): beyond it the products overflow float32 and training ends in a NaN loss.
+MAX_COEF = 1e4
+MAX_STEPS = 1_000_000  # training steps, and passes or groups per step
 
 
 class MethodConfig(StrictModel):

@@ -87,7 +87,7 @@ class PoolCache:
             bar.advance(bar.task_ids[0])
         pool = Pool(completions=c, rewards=rewards, gold=gold)
         self.sampled += len(prompts) * m
-        _save(pool, prompts, path, {"task": task.config.name, "m": m, "seed": seed, "stream": stream})
+        _save(pool, prompts, path, self.root, {"task": task.config.name, "m": m, "seed": seed, "stream": stream})
         return pool
 
 
@@ -95,7 +95,7 @@ def _prompts(task: Task, stream: str) -> list[Prompt]:
     return task.train_prompts if stream == "train" else task.prompts
 
 
-def _save(pool: Pool, prompts: list[Prompt], path: Path, meta: dict) -> None:
+def _save(pool: Pool, prompts: list[Prompt], path: Path, root: Path, meta: dict) -> None:
     c = pool.completions
     records = (
         {
@@ -109,7 +109,7 @@ def _save(pool: Pool, prompts: list[Prompt], path: Path, meta: dict) -> None:
         for i, prompt in enumerate(prompts)
         for j in range(pool.m)
     )
-    with staged(path) as stage:
+    with staged(path, root) as stage:
         write_jsonl(stage / "pool.jsonl", records)
         write_json(stage / "meta.json", meta)
         store.seal(stage)

@@ -87,6 +87,23 @@ class RunRecord(_Record):
     )
 
 
+class LmEvalScores(_Record):
+    weights: str = Field(description="Which weights lm-eval scored: the trained ones, or pi_ref's.")
+    lm_eval_version: str
+    results: dict[str, dict[str, float]] = Field(description="lm-eval task -> metric -> value (and `<metric>_stderr`).")
+
+
+class OfftargetRecord(BaseModel):
+    """A run's off-target results (offtarget.json, written by `harness offtarget`)."""
+
+    model_config = ConfigDict(extra="allow")  # later versions may add what they measure
+
+    settings: dict[str, Any] = Field(description="The lm-eval tasks and document limit they were measured with.")
+    metrics: dict[str, Estimate] = Field(description="length, ppl_ref, distinct_n: means over prompts, with CIs.")
+    notes: list[str] = Field(default_factory=list, description="What could not be computed, and why.")
+    lm_eval: LmEvalScores | None = None
+
+
 class RecordError(ValueError):
     """A results record that does not follow the schema."""
 
@@ -100,3 +117,14 @@ def checked(results: dict[str, Any], where: str) -> dict[str, Any]:
         loc = ".".join(str(x) for x in err["loc"])
         raise RecordError(f"{where}: not a results record: {loc}: {err['msg']}") from None
     return results
+
+
+def checked_offtarget(entry: dict[str, Any], where: str) -> dict[str, Any]:
+    """`entry`, after checking it against the off-target schema; RecordError names the first bad field."""
+    try:
+        OfftargetRecord.model_validate(entry)
+    except ValidationError as e:
+        err = e.errors()[0]
+        loc = ".".join(str(x) for x in err["loc"])
+        raise RecordError(f"{where}: not an off-target record: {loc}: {err['msg']}") from None
+    return entry

@@ -172,7 +172,7 @@ def _execute(spec: RunSpec, out: Path, force: bool) -> RunResult:
 
 def _compute(spec: RunSpec, out: Path, final: Path, checkpoints: Path) -> dict[str, Any]:
     started, t0 = datetime.now(UTC), time.perf_counter()
-    with store.staged(final) as stage:
+    with store.staged(final, out) as stage:
         store.write_json(stage / store.CONFIG, spec.resolved())
         log.info("building task %s (version %d)", spec.task.name, spec.task.version)
         task = build_task(spec.task)
@@ -205,7 +205,7 @@ def _compute(spec: RunSpec, out: Path, final: Path, checkpoints: Path) -> dict[s
             },
         }
         store.write_results(stage, results)
-        store.seal(stage)
+        store.seal(stage, later=(store.OFFTARGET,))
     return results
 
 
@@ -283,7 +283,7 @@ def _reevaluate(run_dir: Path, out: Path, spec: RunSpec, evaluation: dict[str, A
     spec.task = with_evaluation(spec.task, evaluation)
     settings = spec.task.evaluation.model_dump()
     key = store.config_hash({"evaluation": settings, "seed": spec.seed})
-    final = store.evaluation_path(run_dir, key)
+    final = store.evaluation_path(out, run_dir, key)
     if store.is_complete(final):
         return RunResult(final, store.read_evaluation(final), reused=True)
     t0 = time.perf_counter()
@@ -302,7 +302,7 @@ def _reevaluate(run_dir: Path, out: Path, spec: RunSpec, evaluation: dict[str, A
         "timing": stored.get("timing", {})
         | {"started_at": datetime.now(UTC).isoformat(), "wall_seconds": round(time.perf_counter() - t0, 3)},
     }
-    with store.staged(final) as stage:
+    with store.staged(final, out) as stage:
         store.write_jsonl(stage / store.SAMPLES, result.records)
         store.write_results(stage, results)
         store.seal(stage)

@@ -119,7 +119,7 @@ def cached(name: str, key: dict[str, Any], build: Any) -> LinearTextClassifier:
     log.warning("training the %s reward classifier once (cached in %s)", name, path)
     clf: LinearTextClassifier = build()
     clf.meta |= {"content_hash": digest, "name": name}
-    with staged(path) as stage:
+    with staged(path, cache_dir()) as stage:
         clf.save(stage)
         seal(stage)
     return clf

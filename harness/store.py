@@ -27,9 +27,10 @@ import json
 import logging
 import os
 import re
+import secrets
 import shutil
+import stat
 import tempfile
-import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -46,9 +47,9 @@ CONFIG, SAMPLES, RESULTS, CHECKSUMS = "config.json", "samples.jsonl", "results.j
 POLICY, TRAIN_LOG = "policy", "train_log.jsonl"
 OFFTARGET = "offtarget.json"  # off-target metrics of a run: a record of its own, beside the run's sealed files
 POOLS, CHECKPOINTS, LOCKS = ".pools", ".checkpoints", ".locks"
-_LOCK = ".lock"  # inside a staging directory: held by its writer for as long as it lives
+JOURNAL = ".staging"  # under a root: one entry per staging directory, held by its writer while it lives
+_MARK = ".staged"  # inside a staging directory: the token of its journal entry
 _HASH = re.compile(r"[0-9a-f]{12}")
-STALE_AFTER = 60.0  # seconds: a staging directory without a lock file (not yet, or no longer, owned) is kept this long
 
 
 class StoreError(Exception):
@@ -79,10 +80,24 @@ def config_hash(resolved: dict[str, Any]) -> str:
 
 
 def root(out: str | Path) -> Path:
-    """The store directory given as --out: not empty (an empty path would write into the working directory)."""
-    if not str(out).strip():
-        raise StoreError("--out is empty: give the results store directory (default: runs)")
-    return Path(out)
+    """The store directory given as --out: not empty (an empty path would write into the working directory), and
+    not a file."""
+    return _directory_option(out, "--out", "the results store directory (default: runs)")
+
+
+def dest_root(dest: str | Path) -> Path:
+    """The directory of published boards given as --dest: not empty (an empty path would publish into the working
+    directory), and not a file."""
+    return _directory_option(dest, "--dest", "the directory of published leaderboards (default: leaderboards)")
+
+
+def _directory_option(value: str | Path, option: str, what: str) -> Path:
+    if not str(value).strip():
+        raise StoreError(f"{option} is empty: give {what}")
+    path = Path(value)
+    if path.exists() and not path.is_dir():
+        raise StoreError(f"{option} {str(value)!r} is a file: give {what}")
+    return path
 
 
 def _inside(path: Path, out: Path) -> Path:
@@ -104,12 +119,12 @@ def run_path(out: Path, task: str, method: str, hash_: str) -> Path:
 
 def checkpoint_dir(out: Path, task: str, method: str, hash_: str) -> Path:
     run_path(out, task, method, hash_)  # validates the names
-    return out / CHECKPOINTS / task / method / hash_
+    return _inside(out / CHECKPOINTS / task / method / hash_, out)
 
 
-def evaluation_path(run: Path, key: str) -> Path:
-    """Where a re-evaluation of a stored run with other settings lives: beside the run's own files."""
-    return run / "evaluations" / key
+def evaluation_path(out: Path, run: Path, key: str) -> Path:
+    """Where a re-evaluation of a stored run with other settings lives: beside the run's own files, in `out`."""
+    return _inside(run / "evaluations" / key, out)
 
 
 def pool_dir(out: Path, task: str, key: str) -> Path:
@@ -130,18 +145,31 @@ def store_of(run: Path) -> Path:
     return run.parents[2]
 
 
+def in_store(run: Path, out: Path) -> Path:
+    """`run`, after checking that it lies in the results store `out` (not reached through a link from another):
+    what is written beside a run must land in the store the command was given."""
+    home = store_of(run)
+    if home != out.resolve():
+        raise StoreError(
+            f"run {run} lies in the results store {home}, not in --out {str(out)!r}: give --out {home} "
+            "(what is computed is written beside the run)"
+        )
+    return run
+
+
 def ensure_writable(out: Path) -> None:
     """Fail at once, before any work, where the store directory cannot be created or written, or where its pools,
     checkpoints or locks lead out of it (a link to another store's, which a run would refuse only when it first
     reads them, perhaps after training); then clear what killed writers left behind."""
+    for sub in (POOLS, CHECKPOINTS, LOCKS, JOURNAL):
+        _inside(out / sub, out)
     try:
         out.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=out, prefix=".write-check-"):
+        (out / JOURNAL).mkdir(exist_ok=True)
+        with tempfile.TemporaryFile(dir=out / JOURNAL):  # unnamed (O_TMPFILE): nothing is left if killed
             pass
     except OSError as e:
         raise StoreError(f"cannot write to the results store --out {str(out)!r}: {e.strerror or e}") from None
-    for sub in (POOLS, CHECKPOINTS, LOCKS):
-        _inside(out / sub, out)
     clean_stale(out)
 
 
@@ -186,6 +214,8 @@ def read_json(path: Path) -> Any:
         return json.loads(path.read_text())
     except (ValueError, UnicodeDecodeError) as e:
         raise CorruptError(f"{path} is not valid JSON ({e})") from None
+    except OSError as e:
+        raise CorruptError(f"{path} cannot be read ({e.strerror or e})") from None
 
 
 def write_jsonl(path: Path, records: Iterable[dict[str, Any]]) -> None:
@@ -199,144 +229,276 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
             return list(reader)
     except (jsonlines.InvalidLineError, ValueError, UnicodeDecodeError) as e:
         raise CorruptError(f"{path} is not valid JSON lines ({e})") from None
+    except OSError as e:
+        raise CorruptError(f"{path} cannot be read ({e.strerror or e})") from None
 
 
 # ---- checksums -------------------------------------------------------------------------------------------------
 
 
-def seal(directory: Path) -> None:
-    """Write checksums.json: the sha256 of every file in `directory` and below (not of itself)."""
-    sums = {
+def seal(directory: Path, later: Iterable[str] = ()) -> None:
+    """Write checksums.json: the sha256 of every file in `directory` and below (not of itself), and None for each
+    file of `later`, which may only be added by the writer that seals it then (`write_offtarget`)."""
+    sums: dict[str, str | None] = {
         str(p.relative_to(directory)): sha256(p)
         for p in sorted(directory.rglob("*"))
-        if p.is_file() and p.name not in (CHECKSUMS, _LOCK)
+        if p.is_file() and p.name not in (CHECKSUMS, _MARK)
     }
-    write_json(directory / CHECKSUMS, sums)
+    write_json(directory / CHECKSUMS, {name: None for name in later} | sums)
+
+
+def checksums(directory: Path) -> dict[str, str | None] | None:
+    """The checksums.json of a sealed directory; None for a directory sealed before checksums existed."""
+    path = directory / CHECKSUMS
+    if not _lexists(path):
+        return None
+    sums = read_json(path)
+    if not isinstance(sums, dict) or not all(isinstance(v, str | None) for v in sums.values()):
+        raise CorruptError(f"{path} is not a mapping of file names to sha256 digests")
+    return sums
 
 
 def verify(directory: Path, *names: str, remedy: str = "") -> None:
     """Check the files `names` of a sealed directory against its checksums.json (a directory sealed before
     checksums existed passes unchecked); a mismatch is a CorruptError naming the file and `remedy`."""
-    sums_path = directory / CHECKSUMS
-    if not sums_path.is_file():
+    sums = checksums(directory)
+    if sums is None:
         return
-    sums = read_json(sums_path)
     for name in names:
         path = directory / name
-        expected = sums.get(name) if isinstance(sums, dict) else None
+        expected = sums.get(name)
         if expected is None:
             continue
         try:
             actual = sha256(path)
-        except FileNotFoundError:
+        except OSError:
             actual = None
         if actual != expected:
             what = (
-                "is missing"
+                "is missing (or not a file)"
                 if actual is None
                 else "does not match its checksum (changed or truncated after it was written)"
             )
             raise CorruptError(f"{path} {what}{'; ' + remedy if remedy else ''}")
 
 
-# ---- staging, locks and stale leftovers ------------------------------------------------------------------------
+# ---- staging, the journal of writers, and stale leftovers ---------------------------------------------------------
+#
+# A writer registers each staging directory in the journal of its root (a results store, a cache, a directory of
+# boards) before it creates it: an entry <root>/.staging/<token>.json naming the directory, locked by the writer for
+# as long as it lives, and a mark file inside the directory holding the same token. Cleaning reads the journal only
+# (never the whole tree, never by name pattern): it removes a directory whose entry nobody holds any more and whose
+# mark holds the entry's token, reached from the root without passing through a link, and never follows a link.
 
 
-def _owned_dir(parent: Path, prefix: str) -> tuple[Path, int]:
-    """A new hidden directory under `parent` with a lock file inside that this process holds."""
-    path = Path(tempfile.mkdtemp(dir=parent, prefix=prefix))
-    os.chmod(path, 0o777 & ~UMASK)
-    fd = os.open(path / _LOCK, os.O_CREAT | os.O_RDWR, 0o666)
-    fcntl.flock(fd, fcntl.LOCK_EX)
-    return path, fd
+def _journal(root: Path) -> Path:
+    path = _inside(root / JOURNAL, root)
+    makedirs(path)
+    return path
+
+
+def _lexists(path: Path) -> bool:
+    return os.path.lexists(path)
+
+
+def _real_dir(path: Path) -> bool:
+    """A directory itself, not a link to one."""
+    try:
+        return stat.S_ISDIR(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
+def _marked(path: Path, token: str) -> bool:
+    """Whether `path` is a directory (not a link) whose mark file (not a link) holds `token`."""
+    if not _real_dir(path):
+        return False
+    try:
+        fd = os.open(path / _MARK, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return False
+    try:
+        return stat.S_ISREG(os.fstat(fd).st_mode) and os.read(fd, 64).decode(errors="replace") == token
+    finally:
+        os.close(fd)
+
+
+def _within(root: Path, relative: object) -> Path | None:
+    """root/relative where `relative` is a plain relative path whose every directory below `root` is a directory
+    itself (not a link); None otherwise."""
+    if not isinstance(relative, str) or not relative:
+        return None
+    parts = Path(relative).parts
+    if Path(relative).is_absolute() or any(p in ("", ".", "..") for p in parts):
+        return None
+    path = root
+    for part in parts[:-1]:
+        path = path / part
+        if not _real_dir(path):
+            return None
+    return path / parts[-1]
+
+
+def _make_staging(final: Path, root: Path, kind: str) -> tuple[Path, int, Path, str]:
+    """A new staging directory beside `final`, registered in the journal of `root` first: (directory, the fd that
+    holds its journal entry's lock, the entry, the token)."""
+    base = final.parent.resolve()
+    try:
+        relative = base.relative_to(root.resolve())
+    except ValueError:
+        raise StoreError(f"{final} is not inside {root}") from None
+    token = secrets.token_hex(8)
+    name = f".{final.name}.{kind}-{token}"
+    entry = _journal(root) / f"{token}.json"
+    fd = os.open(entry, os.O_CREAT | os.O_EXCL | os.O_RDWR | os.O_NOFOLLOW, 0o666 & ~UMASK)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        record = {"stage": str(relative / name), "final": str(relative / final.name), "kind": kind}
+        os.write(fd, json.dumps(record).encode())
+        stage = final.parent / name
+        stage.mkdir()
+        mark = os.open(stage / _MARK, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW, 0o666 & ~UMASK)
+        try:
+            os.write(mark, token.encode())
+        finally:
+            os.close(mark)
+    except BaseException:
+        entry.unlink(missing_ok=True)
+        os.close(fd)
+        raise
+    return stage, fd, entry, token
+
+
+def _unregister(fd: int, entry: Path) -> None:
+    entry.unlink(missing_ok=True)
+    os.close(fd)
 
 
 @contextmanager
-def staged(final: Path) -> Iterator[Path]:
-    """Yield a staging directory that replaces `final` on success and vanishes on any exception. While it lives,
-    its writer holds the lock inside it, so that `clean_stale` leaves it alone."""
+def staged(final: Path, root: Path) -> Iterator[Path]:
+    """Yield a staging directory that replaces `final` on success and vanishes on any exception. It is registered
+    in the journal of `root` (which holds `final`) while its writer lives, so that `clean_stale` leaves it alone
+    and removes it once its writer was killed; the journal's stale entries are cleaned first."""
     makedirs(final.parent)
-    stage, fd = _owned_dir(final.parent, f".{final.name}.partial-")
+    clean_stale(root)
+    try:
+        stage, fd, entry, token = _make_staging(final, root, "partial")
+    except OSError as e:
+        raise disk_error(e, root) or e from None
     try:
         yield stage
-        if final.exists():  # --force: swap the old run out, then delete it
-            old, old_fd = _owned_dir(final.parent, f".{final.name}.old-")
+        if _lexists(final):  # --force: swap the old one out, then delete it
+            old, old_fd, old_entry, old_token = _make_staging(final, root, "old")
             try:
                 os.replace(final, old / "run")
                 os.replace(stage, final)
-                _remove(old)
+                _remove(old, old_token)
             finally:
-                os.close(old_fd)
+                _unregister(old_fd, old_entry)
         else:
             try:
                 os.replace(stage, final)
             except OSError:
-                if not final.exists():
+                if not _lexists(final):
                     raise
-                _remove(stage)  # a concurrent writer of the same config finished first: keep its copy
-        with contextlib.suppress(FileNotFoundError):
-            (final / _LOCK).unlink()
-    except BaseException:
-        _remove(stage)
+                _remove(stage, token)  # a concurrent writer of the same config finished first: keep its copy
+        if _marked(final, token):
+            (final / _MARK).unlink()
+    except BaseException as e:
+        _remove(stage, token)
+        full = disk_error(e, root) if isinstance(e, OSError) else None
+        if full is not None:
+            raise full from None
         raise
     finally:
-        os.close(fd)
+        _unregister(fd, entry)
 
 
-def _remove(path: Path) -> None:
-    """Remove a staging directory, its lock file last, so that a removal cut short by a kill leaves a directory
-    that is still recognised as unowned (a directory without a lock file is taken for one being created)."""
-    for child in path.iterdir() if path.is_dir() else []:
-        if child.name != _LOCK:
-            if child.is_dir() and not child.is_symlink():
-                shutil.rmtree(child, ignore_errors=True)
-            else:
-                child.unlink(missing_ok=True)
-    (path / _LOCK).unlink(missing_ok=True)
+def disk_error(e: OSError, where: Path | str) -> StoreError | None:
+    """A full or read-only disk met while writing under `where`, as one line saying what to do; None for any
+    other error."""
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return StoreError(
+            f"no space left on the device that holds {where} ({e.strerror}): free space there, then run the same "
+            "command again (nothing half-written was kept)"
+        )
+    if e.errno == errno.EROFS:
+        return StoreError(f"{where} is on a read-only file system: give a writable directory (nothing was written)")
+    return None
+
+
+def _remove(path: Path, token: str) -> bool:
+    """Remove a staging directory that carries `token` in its mark, the mark last (a removal cut short leaves a
+    directory still recognised), never through a link; an unmarked directory only where it is empty. Whether it
+    is gone."""
+    if not _marked(path, token):
+        with contextlib.suppress(OSError):
+            path.rmdir()  # made, but killed before its mark was written (or after it was removed): empty
+        return not _lexists(path)
+    for child in os.scandir(path):
+        if child.name == _MARK:
+            continue
+        if child.is_dir(follow_symlinks=False):
+            shutil.rmtree(child.path, ignore_errors=True)  # does not follow links inside
+        else:
+            with contextlib.suppress(OSError):
+                os.unlink(child.path)
+    if any(child.name != _MARK for child in os.scandir(path)):
+        log.warning("could not remove everything in %s; it is removed on a later use of the store", path)
+        return False
+    (path / _MARK).unlink()
     with contextlib.suppress(OSError):
         path.rmdir()
+    return not _lexists(path)
 
 
-def _unowned(path: Path) -> bool:
-    """Whether no live process holds the lock of a staging directory."""
-    try:
-        fd = os.open(path / _LOCK, os.O_RDWR)
-    except FileNotFoundError:
-        try:
-            return time.time() - path.stat().st_mtime > STALE_AFTER
-        except FileNotFoundError:
-            return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as e:
-        if e.errno in (errno.EAGAIN, errno.EACCES):
-            return False
-        raise
-    finally:
-        os.close(fd)
-    return True
-
-
-def clean_stale(out: Path) -> list[Path]:
-    """Remove the staging directories of killed writers anywhere in the store (with any saved policy weights
-    inside them); a replaced run that a killed `--force` had already moved aside is put back. Returns what was
-    removed."""
+def clean_stale(root: Path) -> list[Path]:
+    """Remove the staging directories of killed writers that the journal of `root` lists (with any saved policy
+    weights inside them); a replaced run that a killed `--force` had already moved aside is put back. Returns
+    what was removed."""
+    journal = root / JOURNAL
+    if not _real_dir(journal):
+        return []
     removed = []
-    for check in out.glob(".write-check-*"):
-        with contextlib.suppress(FileNotFoundError):
-            if time.time() - check.stat().st_mtime > STALE_AFTER:
-                check.unlink()
-    for path in sorted(out.glob("**/.*.partial-*")) + sorted(out.glob("**/.*.old-*")):
-        if not path.is_dir() or not _unowned(path):
-            continue
-        if ".old-" in path.name:
-            final = path.parent / path.name[1:].rsplit(".old-", 1)[0]
-            if not final.exists() and is_complete(path / "run"):
-                os.replace(path / "run", final)
-        _remove(path)
-        log.warning("removed %s, left behind by an interrupted writer", path)
-        removed.append(path)
+    for entry in sorted(journal.glob("*.json")):
+        try:
+            fd = os.open(entry, os.O_RDWR | os.O_NOFOLLOW)
+        except OSError:
+            continue  # unregistered meanwhile (or not a file of ours)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue  # its writer is alive
+            if os.fstat(fd).st_nlink == 0:
+                continue  # its writer finished and unregistered it meanwhile
+            try:
+                record = json.loads(os.read(fd, 1 << 16))
+            except ValueError:
+                record = {}  # killed before the entry was written: nothing was made
+            if isinstance(record, dict) and _clean_entry(root, entry.stem, record):
+                removed.append(root / record["stage"])
+            entry.unlink(missing_ok=True)
+        finally:
+            os.close(fd)
     return removed
+
+
+def _clean_entry(root: Path, token: str, record: dict[str, Any]) -> bool:
+    """Clean up after one killed writer; whether a staging directory was removed."""
+    stage, final = _within(root, record.get("stage")), _within(root, record.get("final"))
+    if stage is None or final is None:
+        return False
+    if not _lexists(stage):
+        if _marked(final, token):  # renamed into place, killed before its mark was removed
+            (final / _MARK).unlink()
+        return False
+    if record.get("kind") == "old" and not _lexists(final) and _marked(stage, token) and _real_dir(stage / "run"):
+        os.replace(stage / "run", final)
+    if _remove(stage, token):
+        log.warning("removed %s, left behind by an interrupted writer", stage)
+        return True
+    return False
 
 
 @contextmanager
@@ -371,7 +533,7 @@ def is_complete(path: Path) -> bool:
 
 def list_runs(out: Path) -> list[Path]:
     """Every complete run under the store, sorted by task, method and hash."""
-    return sorted(p.parent for p in out.glob(f"*/*/*/{RESULTS}") if _HASH.fullmatch(p.parent.name))
+    return sorted(p.parent for p in out.glob(f"*/*/*/{RESULTS}") if _HASH.fullmatch(p.parent.name) and p.is_file())
 
 
 RUN_REMEDY = "recompute the run with --force (same command), or delete its directory"
@@ -402,11 +564,24 @@ def read_config(path: Path) -> dict[str, Any]:
 
 
 def read_run(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(config, results) of a stored run, checked against its checksums."""
+    """(config, results) of a stored run, checked against its checksums; its off-target results (`offtarget.json`)
+    as results["offtarget"], checked against the checksum that `write_offtarget` sealed and against their schema."""
     config, results = read_config(path), _read_results(path, RUN_REMEDY)
-    if (path / OFFTARGET).is_file():
-        results["offtarget"] = read_json(path / OFFTARGET)
+    if _lexists(path / OFFTARGET):
+        results["offtarget"] = _read_offtarget(path)
     return config, results
+
+
+def _read_offtarget(path: Path) -> dict[str, Any]:
+    remedy = f"measure them again with `harness offtarget {path} --force`, or delete {path / OFFTARGET}"
+    sums = checksums(path)
+    if sums is not None and OFFTARGET in sums and sums[OFFTARGET] is None:
+        raise CorruptError(f"{path / OFFTARGET} was not written by `harness offtarget` (it has no checksum); {remedy}")
+    entry = _read_object(path, OFFTARGET, remedy)
+    try:
+        return record.checked_offtarget(entry, str(path / OFFTARGET))
+    except record.RecordError as e:
+        raise CorruptError(f"{e}; {remedy}") from None
 
 
 def read_evaluation(path: Path) -> dict[str, Any]:
@@ -428,8 +603,21 @@ def write_results(stage: Path, results: dict[str, Any]) -> None:
 
 
 def write_offtarget(path: Path, entry: dict[str, Any]) -> None:
-    """Store a run's off-target metrics beside its sealed files (which stay as they were written)."""
-    write_json(path / OFFTARGET, entry)
+    """Store a run's off-target metrics beside its sealed files (which stay as they were written) and seal them:
+    their sha256 joins the run's checksums.json. Writers of one run's off-target metrics take turns."""
+    record.checked_offtarget(entry, "off-target results of this run")
+    with locked(path, f"the off-target results of {path}"):
+        write_json(path / OFFTARGET, entry)
+        sums = checksums(path)
+        if sums is not None:
+            write_json(path / CHECKSUMS, sums | {OFFTARGET: sha256(path / OFFTARGET)})
+
+
+def verify_all(directory: Path, under: str = "", remedy: str = "") -> None:
+    """Check every file that a sealed directory's checksums.json lists (those below `under`/ where given)."""
+    sums = checksums(directory) or {}
+    names = [name for name, digest in sums.items() if digest is not None and name.startswith(under)]
+    verify(directory, *names, remedy=remedy)
 
 
 def read_samples(path: Path) -> list[dict[str, Any]]:
@@ -474,7 +662,7 @@ def broken_runs(out: Path) -> list[tuple[Path, str]]:
     for path in list_runs(out):
         try:
             read_run(path)
-            verify(path, SAMPLES)
+            verify_all(path, remedy=RUN_REMEDY)  # samples, training log, saved policy: every file it sealed
         except CorruptError as e:
             broken.append((path, str(e)))
     return broken
@@ -484,22 +672,44 @@ def gc(out: Path) -> list[tuple[Path, str]]:
     """Remove stale staging directories, and pools and checkpoints that fail their checksums; (path, why) of
     each removal. Runs are never removed here."""
     removed = [(p, "left behind by an interrupted writer") for p in clean_stale(out)]
-    for pool in sorted(out.glob(f"{POOLS}/*/*")):
+    for pool in _below(out / POOLS, 2):
         try:
             verify(pool, *(p.name for p in pool.iterdir() if p.name != CHECKSUMS))
             read_jsonl(pool / "pool.jsonl")
             read_json(pool / "meta.json")
-        except (CorruptError, FileNotFoundError) as e:
-            shutil.rmtree(pool)
+        except CorruptError as e:
+            shutil.rmtree(pool, ignore_errors=True)  # does not follow links inside
             removed.append((pool, f"corrupted reference pool: {e}"))
-    for ckpt in sorted(out.glob(f"{CHECKPOINTS}/*/*/*/*")):
-        name_hash = ckpt.stem.removeprefix("checkpoint-")
-        if ckpt.name.startswith(".checkpoint.tmp-") or (
-            ckpt.suffix == ".pt" and hashlib.sha256(ckpt.read_bytes()).hexdigest()[:16] != name_hash
-        ):
-            ckpt.unlink()
-            removed.append((ckpt, "partial or corrupted checkpoint"))
+    for run in _below(out / CHECKPOINTS, 3):
+        for ckpt in sorted(run.iterdir()):
+            if ckpt.name.startswith(".") or not stat.S_ISREG(os.lstat(ckpt).st_mode):
+                continue  # a checkpoint being written (its temporary file), or no file of the trainer's
+            name_hash = ckpt.stem.removeprefix("checkpoint-")
+            if ckpt.suffix == ".pt" and hashlib.sha256(ckpt.read_bytes()).hexdigest()[:16] != name_hash:
+                ckpt.unlink()
+                removed.append((ckpt, "partial or corrupted checkpoint"))
     return removed
+
+
+def _below(path: Path, depth: int) -> list[Path]:
+    """The directories `depth` levels below `path` (hidden ones, such as staging directories, aside), reached
+    without following a link; a link met on the way is left alone, with a warning (the store removes nothing
+    through links)."""
+    level = [path] if _real_dir(path) else []
+    for _ in range(depth):
+        found = []
+        for directory in level:
+            for child in sorted(directory.iterdir()):
+                if child.name.startswith("."):
+                    continue
+                if child.is_symlink():
+                    log.warning(
+                        "left alone: %s is a link (to %s), which the store never follows", child, child.resolve()
+                    )
+                elif _real_dir(child):
+                    found.append(child)
+        level = found
+    return level
 
 
 PUBLISHED_MARK = ".published"  # in a published leaderboard directory: it may be replaced by the next publication
@@ -528,6 +738,8 @@ def published(dest: Path, task: str, out: Path, files: Iterable[str]) -> Iterato
                     f"{final} holds files that no publication wrote ({', '.join(sorted(foreign)[:3]) or 'a file'}); "
                     "publishing replaces only a previous publication: choose another --dest"
                 )
-        with staged(final) as stage:
+        with staged(final, dest) as stage:
             yield stage
             (stage / PUBLISHED_MARK).write_text(f"{task}\n")
+        with contextlib.suppress(OSError):  # publications take turns on the lock: no other writer uses the journal
+            (dest / JOURNAL).rmdir()  # (only where empty): a directory of boards keeps no trace of the harness

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,12 +30,15 @@ from typing import Annotated, Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from harness import yaml12
 from harness.registry import BadNameError, UnknownNameError, package_modules
 from harness.run import ConfigError, RunSpec, execute, resolve
 from harness.seeding import MAX_SEED
 from harness.store import StoreError
 
 log = logging.getLogger(__name__)
+
+MAX_CELLS = 10_000  # cells of one sweep file (each is validated before any runs)
 
 
 class SweepError(ConfigError):
@@ -103,9 +107,9 @@ def locate(name: str) -> Path:
 def load(path: Path) -> Sweep:
     """Parse and validate a sweep file and every one of its cells; nothing runs."""
     try:
-        text = path.read_text()
-        raw = yaml.safe_load(text)
-        root = yaml.compose(text)
+        text = yaml12.read(path)
+        root = yaml12.compose(text)
+        raw = yaml12.load(text)
     except OSError as e:
         raise SweepError(f"cannot read sweep file {path}: {e.strerror}") from None
     except UnicodeDecodeError:
@@ -129,35 +133,49 @@ def load(path: Path) -> Sweep:
             raise SweepError(f"{where(*loc)}: unknown key {what!r}; accepted: {accepted}") from None
         raise SweepError(f"{where(*loc)}: {what} = {err.get('input')!r}: {err['msg']}") from None
 
-    cells = []
-    for method, blocks in sweep.methods.items():
-        for b, block in enumerate(blocks if isinstance(blocks, list) else [blocks]):
+    def check(cell: Cell, block_loc: tuple[str | int, ...], block: Params) -> Cell:
+        loc: tuple[str | int, ...]
+        try:
+            cell.spec()
+        except (UnknownNameError, BadNameError) as e:
+            kind = getattr(e, "kind", "task" if "task" in str(e) else "method")
+            loc = ("tasks", sweep.tasks.index(cell.task)) if kind == "task" else ("methods", cell.method)
+            raise SweepError(f"{where(*loc)}: {e}") from None
+        except ConfigError as e:
+            bad = e.fields[0].split(".")[0] if e.fields else None
+            if str(e).startswith("invalid evaluation"):
+                loc = ("evaluation", bad) if bad in sweep.evaluation else ("evaluation",)
+            elif str(e).startswith(("task ", "invalid task")):
+                loc = ("tasks", sweep.tasks.index(cell.task))
+            else:
+                loc = (*block_loc, bad) if bad in block else block_loc
+            raise SweepError(f"{where(*loc)}: {e}") from None
+        return cell
+
+    blocks: list[tuple[str, tuple[str | int, ...], Params]] = []
+    for method, given in sweep.methods.items():
+        for b, block in enumerate(given if isinstance(given, list) else [given]):
             block_loc: tuple[str | int, ...] = (
-                ("methods", method, b) if isinstance(blocks, list) else ("methods", method)
+                ("methods", method, b) if isinstance(given, list) else ("methods", method)
             )
             empty = [k for k, v in block.items() if v == []]
             if empty:
                 raise SweepError(f"{where(*block_loc, empty[0])}: {empty[0]} is an empty list: the grid has no cells")
-            for params in grid(block):
-                for task in sweep.tasks:
-                    for seed in sweep.seeds:
-                        cell = Cell(task, method, params, seed, sweep.evaluation)
-                        try:
-                            cell.spec()
-                        except (UnknownNameError, BadNameError) as e:
-                            kind = getattr(e, "kind", "task" if "task" in str(e) else "method")
-                            loc = ("tasks", sweep.tasks.index(task)) if kind == "task" else ("methods", method)
-                            raise SweepError(f"{where(*loc)}: {e}") from None
-                        except ConfigError as e:
-                            bad = e.fields[0].split(".")[0] if e.fields else None
-                            if str(e).startswith("invalid evaluation"):
-                                loc = ("evaluation", bad) if bad in sweep.evaluation else ("evaluation",)
-                            elif str(e).startswith(("task ", "invalid task")):
-                                loc = ("tasks", sweep.tasks.index(task))
-                            else:
-                                loc = (*block_loc, bad) if bad in block else block_loc
-                            raise SweepError(f"{where(*loc)}: {e}") from None
-                        cells.append(cell)
+            # one cell of the block first, so that an unknown key is named before the grid is counted or expanded
+            first = {k: v[0] if isinstance(v, list) else v for k, v in block.items()}
+            check(Cell(sweep.tasks[0], method, first, sweep.seeds[0], sweep.evaluation), block_loc, block)
+            blocks.append((method, block_loc, block))
+    per_block = [math.prod(len(v) for v in block.values() if isinstance(v, list)) for _, _, block in blocks]
+    total = sum(per_block) * len(sweep.tasks) * len(sweep.seeds)
+    if total > MAX_CELLS:
+        raise SweepError(f"{path}: the grid has {total} cells (at most {MAX_CELLS}): split it into several sweep files")
+    cells = [
+        check(Cell(task, method, params, seed, sweep.evaluation), block_loc, block)
+        for method, block_loc, block in blocks
+        for params in grid(block)
+        for task in sweep.tasks
+        for seed in sweep.seeds
+    ]
     return Sweep(path, sweep, cells)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import math
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -11,8 +12,18 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
+from harness import yaml12
 from harness.policy import EnumerablePolicy, Policy, Prompt, Reward
 from harness.registry import NAME_PATTERN, Registry, package_modules
 
@@ -34,28 +45,38 @@ def one_line(what: str, e: ValidationError, model: type[BaseModel] | None = None
     """The errors of validating `model` (where given, an unknown key is named with the keys it accepts)."""
     parts = []
     for err in e.errors():
-        loc = ".".join(str(x) for x in err["loc"]) or "(root)"
+        loc = ".".join(str(x) for x in err["loc"])
+        if not loc and err["type"] == "value_error":  # a check of the whole config, which names its fields itself
+            parts.append(err["msg"].removeprefix("Value error, "))
+            continue
         accepted = accepted_keys(model, err["loc"][:-1]) if err["type"] == "extra_forbidden" else None
         if accepted is None:
-            parts.append(f"{loc} = {err.get('input')!r}: {err['msg']}")
+            parts.append(f"{loc or '(root)'} = {err.get('input')!r}: {err['msg']}")
             continue
-        close = difflib.get_close_matches(str(err["loc"][-1]), accepted, n=1, cutoff=0.6)
+        key = str(err["loc"][-1])
+        spelling = accepted.get(key)
+        if spelling is not None:  # a field given under its name and under its alias (softbon's lam and lambda)
+            parts.append(f"{key!r} and {spelling!r} are one setting given twice: give {spelling!r} once")
+            continue
+        close = difflib.get_close_matches(key, list(accepted.values()), n=1, cutoff=0.6)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
-        parts.append(f"unknown key {loc!r}{hint}; accepted: {', '.join(accepted) or 'none'}")
+        parts.append(f"unknown key {loc!r}{hint}; accepted: {', '.join(accepted.values()) or 'none'}")
     return f"invalid {what}: " + "; ".join(parts)
 
 
-def accepted_keys(model: type[BaseModel] | None, loc: tuple[int | str, ...]) -> list[str] | None:
-    """The fields of the (nested) model at `loc` inside `model`, or None where no model is known there."""
+def accepted_keys(model: type[BaseModel] | None, loc: tuple[int | str, ...]) -> dict[str, str] | None:
+    """The fields of the (nested) model at `loc` inside `model`, each as it is spelled in configs (its alias, where
+    it has one), by field name; None where no model is known there."""
     for part in loc:
         field = model.model_fields.get(str(part)) if model is not None else None
         annotation = field.annotation if field is not None else None
         model = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
-    return None if model is None else list(model.model_fields)
+    return None if model is None else {name: f.alias or name for name, f in model.model_fields.items()}
 
 
 MAX_NEW_TOKENS = 16384
 MAX_SAMPLES = 1_000_000  # per prompt: bounds every sample count, so that a typo fails here, not as a MemoryError
+MAX_BOOTSTRAP = 100_000  # bootstrap resamples (an array of resamples x prompts is drawn)
 
 
 class StrictModel(BaseModel):
@@ -93,7 +114,9 @@ class EvaluationConfig(StrictModel):
     pool_size: int = Field(
         64, ge=1, le=MAX_SAMPLES, description="Reference samples per prompt in the shared pool (BoN for n <= it)."
     )
-    bootstrap: int = Field(2000, ge=100, description="Bootstrap resamples of prompts for confidence intervals.")
+    bootstrap: int = Field(
+        2000, ge=100, le=MAX_BOOTSTRAP, description="Bootstrap resamples of prompts for confidence intervals."
+    )
 
 
 class TaskConfig(StrictModel):
@@ -112,10 +135,18 @@ class TaskConfig(StrictModel):
     # The directory of a task file given by path: its builder's module may sit beside it (not part of the config).
     _directory: str | None = PrivateAttr(None)
 
+    @model_validator(mode="after")
+    def _finite_params(self) -> TaskConfig:
+        """Builders read their params as they please; a non-finite number is refused for all of them here."""
+        for where, value in _leaves(self.params):
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ValueError(f"params.{where} = {value}: Input should be a finite number")
+        return self
+
     @classmethod
     def from_yaml(cls, path: str | Path) -> TaskConfig:
         try:
-            raw = yaml.safe_load(Path(path).read_text())
+            raw = yaml12.load(yaml12.read(path))
         except OSError as e:
             raise ConfigError(f"cannot read task file {str(path)!r}: {e.strerror or e}") from None
         except UnicodeDecodeError:
@@ -131,6 +162,15 @@ class TaskConfig(StrictModel):
             return cls.model_validate(raw)
         except ValidationError as e:
             raise ConfigError(one_line(f"task file {str(path)!r}", e, cls), validation_fields(e)) from None
+
+
+def _leaves(value: Any, where: str = "") -> list[tuple[str, Any]]:
+    """(dotted path, value) of every scalar in nested mappings and lists."""
+    if isinstance(value, dict):
+        return [leaf for k, v in value.items() for leaf in _leaves(v, f"{where}.{k}" if where else str(k))]
+    if isinstance(value, list):
+        return [leaf for i, v in enumerate(value) for leaf in _leaves(v, f"{where}.{i}")]
+    return [(where, value)]
 
 
 @dataclass
@@ -173,11 +213,27 @@ def load_task(name: str) -> TaskConfig:
             raise ConfigError(f"task file {name!r} not found")
         config = TaskConfig.from_yaml(name)
         config._directory = str(Path(name).resolve().parent)
+        _not_a_look_alike(config, name)
         return config
     target = TASKS.target(name)
     if isinstance(target, str) and target.endswith((".yaml", ".yml")):
         return TaskConfig.from_yaml(target)
     return TASKS.get(name)
+
+
+def _not_a_look_alike(config: TaskConfig, path: str) -> None:
+    """Refuse a task file that takes the name of a registered task with another builder: the builder (where the
+    task's code lives) is no part of a run's identity or a pool's key, so its runs and pools would pass for the
+    registered task's (README.md, "Hash schemes")."""
+    if config.name not in TASKS.names():
+        return
+    registered = load_task(config.name)
+    if config.builder != registered.builder:
+        raise ConfigError(
+            f"task file {path!r} is named {config.name!r}, a registered task, but names the builder "
+            f"{config.builder!r} instead of {registered.builder!r}: runs of both would share one identity; "
+            "give the task a name of its own"
+        )
 
 
 def builder(config: TaskConfig) -> Callable[[TaskConfig], Task]:
@@ -220,6 +276,11 @@ def build_task(config: TaskConfig, trusted: bool = True) -> Task:
         if isinstance(e, ConfigError):
             raise
         raise ConfigError(f"task {config.name!r}: {e}") from None
+    except TypeError as e:  # not a function of the task's config (e.g. `builtins:len`)
+        raise ConfigError(
+            f"task builder {config.builder!r} cannot build a task from its config ({e}): a builder takes the "
+            "TaskConfig and returns a Task"
+        ) from None
     if not isinstance(task, Task):
         raise ConfigError(f"task builder {config.builder!r} returned {type(task).__name__}, expected a Task")
     return task

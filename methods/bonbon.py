@@ -16,7 +16,7 @@ import torch
 from pydantic import Field, model_validator
 
 from harness import objectives, seeding
-from harness.method import MAX_N, METHODS, AlignedPolicy, Method, RunContext
+from harness.method import MAX_N, MAX_STEPS, METHODS, AlignedPolicy, Method, RunContext
 from harness.policy import EnumerablePolicy, enumerate_prompt
 from harness.training.config import OfflineConfig
 from harness.training.offline import train_offline
@@ -32,7 +32,7 @@ class BoNBoNConfig(OfflineConfig):
         description="Gap target of the ipo pair term: 'paper' 1/(2 beta_n) (continuous rewards) or 'ties' the "
         "expected gap under the tie-aware pi_BoN (use it when rewards tie).",
     )
-    groups_per_prompt: int = Field(4, ge=1, description="Groups of n per training prompt per step.")
+    groups_per_prompt: int = Field(4, ge=1, le=MAX_STEPS, description="Groups of n per training prompt per step.")
 
     @model_validator(mode="after")
     def _check(self) -> BoNBoNConfig:

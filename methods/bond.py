@@ -22,9 +22,10 @@ from pydantic import Field, model_validator
 
 from harness import objectives, seeding
 from harness.bon import argmax_random_ties
-from harness.method import MAX_N, METHODS, AlignedPolicy, Method, RunContext
+from harness.method import MAX_N, MAX_STEPS, METHODS, AlignedPolicy, Method, RunContext
 from harness.policy import Completions, Prompt
 from harness.pool import Pool
+from harness.task import MAX_SAMPLES
 from harness.training.anchor import Anchor
 from harness.training.config import PPOConfig
 from harness.training.logprobs import nll
@@ -34,9 +35,14 @@ from harness.training.onpolicy import train_on_policy
 class BONDConfig(PPOConfig):
     n: int = Field(8, ge=2, le=MAX_N, description="N of the best-of-n distribution to distil.")
     b: float = Field(0.5, ge=0, le=1, description="Jeffreys mix: weight of the backward KL (paper: 0.5).")
-    pool_size: int = Field(64, ge=2, description="Anchor samples per training prompt (for p<= and BoN samples).")
+    pool_size: int = Field(
+        64, ge=2, le=MAX_SAMPLES, description="Anchor samples per training prompt (for p<= and BoN samples)."
+    )
     iterations: int = Field(
-        1, ge=1, description="Iterative BOND: phases after each of which the anchor becomes the current policy."
+        1,
+        ge=1,
+        le=MAX_STEPS,
+        description="Iterative BOND: phases after each of which the anchor becomes the current policy.",
     )
 
     @model_validator(mode="after")

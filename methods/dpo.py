@@ -10,16 +10,17 @@ import torch
 from pydantic import Field
 
 from harness import objectives, seeding
-from harness.method import METHODS, AlignedPolicy, Method, RunContext
+from harness.method import MAX_COEF, METHODS, AlignedPolicy, Method, RunContext
+from harness.task import MAX_SAMPLES
 from harness.training.config import OfflineConfig
 from harness.training.offline import train_offline
 from harness.training.pairs import PoolPairs
 
 
 class DPOConfig(OfflineConfig):
-    beta: float = Field(0.1, gt=0, description="Inverse temperature beta of the DPO/IPO loss.")
+    beta: float = Field(0.1, gt=0, le=MAX_COEF, description="Inverse temperature beta of the DPO/IPO loss.")
     loss: Literal["sigmoid", "ipo"] = Field("sigmoid", description="'sigmoid' (DPO) or 'ipo' (Azar et al. 2023).")
-    pairs_per_prompt: int = Field(4, ge=1, description="Preference pairs per training prompt per step.")
+    pairs_per_prompt: int = Field(4, ge=1, le=MAX_SAMPLES, description="Preference pairs per training prompt per step.")
 
 
 @METHODS.register("dpo")

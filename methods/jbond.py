@@ -18,7 +18,7 @@ from pydantic import Field
 
 from harness import objectives, seeding
 from harness.bon import argmax_random_ties
-from harness.method import METHODS, AlignedPolicy, Method, RunContext
+from harness.method import MAX_COEF, METHODS, AlignedPolicy, Method, RunContext
 from harness.policy import Completions, Prompt
 from harness.training.anchor import Anchor
 from harness.training.config import PPOConfig
@@ -29,7 +29,9 @@ from harness.training.onpolicy import train_on_policy
 class JBONDConfig(PPOConfig):
     b: float = Field(0.5, ge=0, le=1, description="Jeffreys mix: weight of the backward KL (paper: 0.5).")
     eta: float = Field(0.02, gt=0, le=1, description="EMA rate of the anchor weights after each step.")
-    gamma: float = Field(0.0, ge=0, description="Extra KL(pi || anchor) coefficient on top of the backward KL's 1.")
+    gamma: float = Field(
+        0.0, ge=0, le=MAX_COEF, description="Extra KL(pi || anchor) coefficient on top of the backward KL's 1."
+    )
 
 
 @METHODS.register("jbond")

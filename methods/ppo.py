@@ -7,13 +7,13 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from harness.method import METHODS, AlignedPolicy, Method, RunContext
+from harness.method import MAX_COEF, METHODS, AlignedPolicy, Method, RunContext
 from harness.training.config import PPOConfig
 from harness.training.onpolicy import train_on_policy
 
 
 class PPOMethodConfig(PPOConfig):
-    beta: float = Field(1.0, gt=0, description="KL coefficient beta of E[r] - beta KL(pi || pi_ref).")
+    beta: float = Field(1.0, gt=0, le=MAX_COEF, description="KL coefficient beta of E[r] - beta KL(pi || pi_ref).")
 
 
 @METHODS.register("ppo")

@@ -15,7 +15,7 @@ import numpy as np
 from pydantic import Field
 
 from harness.bon import rbon_distribution, rbon_scores
-from harness.method import MAX_N, METHODS, AlignedPolicy, Method, MethodConfig, RunContext
+from harness.method import MAX_COEF, MAX_N, METHODS, AlignedPolicy, Method, MethodConfig, RunContext
 from harness.policy import Policy, Prompt, Reward
 from harness.pool import Pool
 from harness.selection import BestOfScorePolicy
@@ -23,7 +23,9 @@ from harness.selection import BestOfScorePolicy
 
 class RBoNConfig(MethodConfig):
     n: int = Field(4, ge=1, le=MAX_N, description="Samples drawn from the reference policy per output.")
-    beta: float = Field(0.1, ge=0, description="Weight beta of log pi_ref(y) in the score r(y) + beta log pi_ref(y).")
+    beta: float = Field(
+        0.1, ge=0, le=MAX_COEF, description="Weight beta of log pi_ref(y) in the score r(y) + beta log pi_ref(y)."
+    )
 
 
 class RBoNPolicy(BestOfScorePolicy):

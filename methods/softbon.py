@@ -21,6 +21,10 @@ from harness.policy import Policy, Prompt, Reward
 from harness.pool import Pool
 from harness.selection import SelectionPolicy
 
+# The exact distribution and kl_pool integrate on a grid whose length grows as (reward range) / lambda
+# (harness.bon._log_integral): 0.01 keeps a toy run under a minute; best-of-n is the lambda -> 0 limit.
+MIN_LAMBDA = 0.01
+
 
 class SoftBoNConfig(MethodConfig):
     # `lambda` is a Python keyword: the field is `lam`, read and written as `lambda` (`-p lambda=0.5`)
@@ -28,7 +32,10 @@ class SoftBoNConfig(MethodConfig):
 
     n: int = Field(4, ge=1, le=MAX_N, description="Samples drawn from the reference policy per output.")
     lam: float = Field(
-        1.0, gt=0, alias="lambda", description="Temperature lambda of the pick: probabilities softmax(r / lambda)."
+        1.0,
+        ge=MIN_LAMBDA,
+        alias="lambda",
+        description="Temperature lambda of the pick: probabilities softmax(r / lambda).",
     )
 
 

@@ -31,7 +31,7 @@ from harness.policy import (
     enumerate_prompt,
     sequence_logprobs,
 )
-from harness.task import ConfigError, Task
+from harness.task import MAX_SAMPLES, ConfigError, Task
 from harness.training.config import PPOConfig
 from harness.training.onpolicy import train_on_policy
 
@@ -45,7 +45,10 @@ class VBoNConfig(PPOConfig):
     )
     cdf: Literal["pool", "exact"] = Field("pool", description="Reward CDF from the reference pool or by enumeration.")
     pool_size: int = Field(
-        64, ge=2, description="Reference samples per training prompt for the CDF (and the add-one smoothing of l1)."
+        64,
+        ge=2,
+        le=MAX_SAMPLES,
+        description="Reference samples per training prompt for the CDF (and the add-one smoothing of l1).",
     )
 
     def check_task(self, task: Task) -> None:
@@ -102,5 +105,5 @@ def _exact_reward(p_ref: np.ndarray, rewards: np.ndarray, cfg: VBoNConfig) -> np
     if cfg.variant == "l1":
         f_lt, _ = bon.reward_cdfs(p_ref, rewards)
         return objectives.vbon_l1_reward(objectives.smoothed_cdf(f_lt, cfg.pool_size))
-    log_ratio = np.log(bon.bon_distribution(p_ref, rewards, cfg.n) / p_ref)
+    log_ratio = bon.bon_log_ratio(p_ref, rewards, cfg.n)
     return log_ratio / cfg.n if cfg.variant == "released" else log_ratio

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
+from typing import Annotated
 
 import numpy as np
 import torch
@@ -11,25 +12,36 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from harness.policy import Completions, Prompt
+from harness.seeding import MAX_SEED
 from harness.task import Task, TaskConfig
+
+MAX_TABLE = 1_000_000  # prompts listed, and completions tabulated over all prompts: the task enumerates both
 
 
 class ToyParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    seed: int = 0
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    seed: int = Field(0, ge=0, le=MAX_SEED)
     vocab_size: int = Field(6, ge=2, le=16)
-    prompt_length: int = Field(3, ge=1)
+    prompt_length: int = Field(3, ge=1, le=16)
     completion_length: int = Field(3, ge=1, le=5)
     n_prompts: int = Field(8, ge=1)
-    init_std: float = Field(0.4, gt=0)
-    token_rewards: list[float]
+    init_std: float = Field(0.4, gt=0, le=10, description="Std of the GPT-2's initial weights (logits grow with it).")
+    token_rewards: list[Annotated[float, Field(ge=-1e6, le=1e6)]]
 
     @model_validator(mode="after")
     def _check(self) -> ToyParams:
         if len(self.token_rewards) != self.vocab_size:
             raise ValueError(f"token_rewards has {len(self.token_rewards)} entries, vocab_size is {self.vocab_size}")
-        if self.n_prompts > self.vocab_size**self.prompt_length:
-            raise ValueError(f"n_prompts={self.n_prompts} exceeds the {self.vocab_size**self.prompt_length} prompts")
+        prompts = self.vocab_size**self.prompt_length
+        if prompts > MAX_TABLE:
+            raise ValueError(f"vocab_size ** prompt_length = {prompts} prompts to list (at most {MAX_TABLE})")
+        if self.n_prompts > prompts:
+            raise ValueError(f"n_prompts={self.n_prompts} exceeds the {prompts} prompts")
+        table = self.n_prompts * self.vocab_size**self.completion_length
+        if table > MAX_TABLE:
+            raise ValueError(
+                f"n_prompts * vocab_size ** completion_length = {table} completions to tabulate (at most {MAX_TABLE})"
+            )
         return self
 
 

@@ -100,7 +100,7 @@ def test_concurrent_publishes_of_one_task_both_finish_cleanly(tmp_path):
     procs = [subprocess.Popen([*cmd, "--dest", str(dest)], stderr=subprocess.PIPE, text=True) for _ in range(2)]
     for p in procs:
         assert p.wait(timeout=300) == 0, p.stderr.read() if p.stderr else ""
-    assert sorted(p.name for p in dest.iterdir()) == ["index.html", "toy"]
+    assert sorted(p.name for p in dest.iterdir()) == ["index.html", "toy"]  # the journal of staging went with them
     assert not leftovers(dest)
 
 
@@ -164,7 +164,7 @@ def blocked_run(tmp_path: Path, out: Path) -> subprocess.Popen:
     (tmp_path / "blocking_task.py").write_text(BLOCKING_BUILDER)
     ready = tmp_path / "ready"
     ready.unlink(missing_ok=True)
-    path = toy_yaml(tmp_path, "toy", builder="blocking_task:build", params={"ready": str(ready)})
+    path = toy_yaml(tmp_path, "toy-blocking", builder="blocking_task:build", params={"ready": str(ready)})
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]))
     proc = subprocess.Popen(
         [sys.executable, "-m", "harness", "run", "--method", "bon", "--task", str(path), "--out", str(out)],

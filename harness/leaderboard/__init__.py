@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 
 from harness import store
-from harness.leaderboard.page import index, page
+from harness.leaderboard.page import INDEX_MARK, index, page
 from harness.leaderboard.plots import plot
 from harness.leaderboard.table import (
     MATCHED_KL,
@@ -58,6 +58,7 @@ def publish(
     `with_published`, the rows of the board already published there are merged with the store's; with
     `reevaluated`, runs are read through their latest re-evaluation. The board records the constraints file it
     was computed under (`constraints`, by default `dest/constraints.txt` where it exists) in provenance.json."""
+    _check_index(dest / "index.html")  # before anything is written
     runs = gather(out, task, dest if with_published else None, reevaluated)
     if constraints is None and (dest / CONSTRAINTS).is_file():
         constraints = dest / CONSTRAINTS
@@ -85,8 +86,24 @@ def publish(
         )
         store.write_jsonl(stage / "results.jsonl", raw)
     with store.locked(dest, str(dest / "index.html")):  # the publications of other tasks wait, then list this one
+        _check_index(dest / "index.html")
         _write(dest / "index.html", index(dest))
     return dest / task
+
+
+def _check_index(path: Path) -> None:
+    """Refuse to replace an index page that no publication wrote (it lacks the mark every index page carries)."""
+    if not os.path.lexists(path):
+        return
+    ours = False
+    if path.is_file() and not path.is_symlink():
+        with contextlib.suppress(OSError), open(path, "rb") as f:
+            ours = INDEX_MARK.encode() in f.read(1 << 20)  # the mark is near the top of the page
+    if not ours:
+        raise store.StoreError(
+            f"{path} was not written by `harness leaderboard publish` and publishing replaces only its own index "
+            "page: move it away, or choose another --dest"
+        )
 
 
 def _write(path: Path, text: str) -> None:

@@ -5,16 +5,19 @@ flags and the best win rate at matched KL against the reference policy."""
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from harness import metrics, store
+from harness import metrics, record, store
 from harness.identity import identity
 from harness.leaderboard import intervals
 from harness.metrics import CATALOGUE, PREFERENCE, metric_range
+
+log = logging.getLogger(__name__)
 
 # Each column reads the first estimator that every run of its row stores, in the catalogue's order of preference
 # (harness.metrics.PREFERENCE); every stored estimator is kept in the csv as `<column>_<source>`.
@@ -64,11 +67,35 @@ def load_runs(out: Path, task: str, reevaluated: bool = False) -> list[dict[str,
 
 
 def load_published(dest: Path, task: str) -> list[dict[str, Any]]:
-    """The runs behind the published board `dest/<task>/` (its results.jsonl), marked as published."""
+    """The runs behind the published board `dest/<task>/` (its results.jsonl), marked as published; every line is
+    checked against the results record (harness.record), so that a line no publication wrote is refused."""
     path = dest / task / "results.jsonl"
     if not path.is_file():
         raise store.StoreError(f"no published leaderboard of task {task!r}: {path} does not exist")
-    return [{"config": r["config"], "results": r["results"], "origin": PUBLISHED} for r in store.read_jsonl(path)]
+    return [published_run(line, f"{path}:{i}", task) for i, line in enumerate(store.read_jsonl(path), 1)]
+
+
+def published_run(line: Any, where: str, task: str) -> dict[str, Any]:
+    """One line of a published results.jsonl, {"config": config.json, "results": results.json} of a run of `task`."""
+    remedy = "it is not what `harness leaderboard publish` wrote: publish the board again from its store"
+    if not isinstance(line, dict) or set(line) != {"config", "results"} or not isinstance(line["config"], dict):
+        raise store.CorruptError(f"{where}: not a published run (keys config and results); {remedy}")
+    config, results = line["config"], line["results"]
+    try:
+        record.checked(results, where)
+    except record.RecordError as e:
+        raise store.CorruptError(f"{e}; {remedy}") from None
+    task_, method = config.get("task"), config.get("method")
+    if (
+        not isinstance(task_, dict)
+        or not isinstance(method, dict)
+        or task_.get("name") != task
+        or method.get("name") != results["method"]
+        or config.get("seed") != results["seed"]
+        or results["task"]["name"] != task
+    ):
+        raise store.CorruptError(f"{where}: its config is not that of a {task} run of its results; {remedy}")
+    return {"config": config, "results": results, "origin": PUBLISHED}
 
 
 def row_key(config: dict[str, Any]) -> dict[str, Any]:
@@ -177,7 +204,7 @@ def frame(runs: list[dict[str, Any]]) -> pd.DataFrame:
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for run in runs:
         groups.setdefault((store.config_hash(row_key(run["config"])), run["origin"]), []).append(run)
-    members = [sorted(g, key=lambda r: r["config"]["seed"]) for g in groups.values()]
+    members = [one_per_seed(g) for g in groups.values()]
     knobs = _knobs([g[0] for g in members])
     rows = []
     for (setting_hash, origin), group, kn in zip(groups, members, knobs, strict=True):
@@ -222,6 +249,30 @@ def frame(runs: list[dict[str, Any]]) -> pd.DataFrame:
     rest = [c for c in df.columns if c not in {"method", "setting", *metrics, *stored, *extra}]
     df = df[["method", "setting", *metrics, *[c for c in stored if c in df.columns], *extra, *rest]]
     return df.sort_values(["method", "origin", "kl", "setting"], ignore_index=True, na_position="last")
+
+
+def one_per_seed(group: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The runs of a row, one per seed, by seed: a row counts a seed once however many copies of its run the store
+    holds (a run kept under an earlier hash scheme beside its recomputation with --force, a run directory copied
+    under another name). The copy of the newest hash scheme is kept, then the latest."""
+    kept: dict[int, dict[str, Any]] = {}
+    for run in group:
+        seed = run["config"]["seed"]
+        if seed in kept:
+            log.warning(
+                "%s and %s are one run (same settings, seed %d): counted once", _name(kept[seed]), _name(run), seed
+            )
+        if seed not in kept or _recency(run) > _recency(kept[seed]):
+            kept[seed] = run
+    return [kept[seed] for seed in sorted(kept)]
+
+
+def _recency(run: dict[str, Any]) -> tuple[int, str]:
+    return run["config"].get("hash_scheme", 1), run["results"]["timing"]["started_at"]
+
+
+def _name(run: dict[str, Any]) -> str:
+    return str(run["path"]) if "path" in run else f"the published run {run['results']['config_hash']}"
 
 
 def pareto(kl: np.ndarray, win: np.ndarray) -> np.ndarray:

@@ -10,18 +10,20 @@ import torch
 from pydantic import Field
 from transformers.pytorch_utils import Conv1D
 
-from harness.method import OPERATIONAL, MethodConfig
-from harness.task import ConfigError, Task
+from harness.method import MAX_COEF, MAX_STEPS, OPERATIONAL, MethodConfig
+from harness.task import MAX_SAMPLES, ConfigError, Task
 
 
 class TrainConfig(MethodConfig):
     """What every training method shares (the same budget and optimizer for all of them)."""
 
-    steps: int = Field(200, ge=1, description="Rollout-and-update steps.")
+    steps: int = Field(200, ge=1, le=MAX_STEPS, description="Rollout-and-update steps.")
     lr: float = Field(
         3e-3, gt=0, description="AdamW learning rate (on the on-policy path annealed to 0 where lr_decay is on)."
     )
-    prompts_per_step: int = Field(8, ge=1, description="Training prompts per step (cycled in a seeded order).")
+    prompts_per_step: int = Field(
+        8, ge=1, le=MAX_SAMPLES, description="Training prompts per step (cycled in a seeded order)."
+    )
     max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping by global norm.")
     log_every: int = Field(
         25, ge=1, description="Steps between log lines of loss, reward and KL.", json_schema_extra=OPERATIONAL
@@ -46,18 +48,20 @@ class TrainConfig(MethodConfig):
 class PPOConfig(TrainConfig):
     """The on-policy path: PPO-clip with a value head and GAE (Schulman et al. 2017; Ouyang et al. 2022)."""
 
-    samples_per_prompt: int = Field(16, ge=1, description="On-policy samples per prompt per step.")
-    ppo_epochs: int = Field(2, ge=1, description="Optimisation passes over each rollout.")
+    samples_per_prompt: int = Field(16, ge=1, le=MAX_SAMPLES, description="On-policy samples per prompt per step.")
+    ppo_epochs: int = Field(2, ge=1, le=MAX_STEPS, description="Optimisation passes over each rollout.")
     clip: float = Field(0.2, gt=0, description="PPO ratio clipping epsilon.")
     gae_lambda: float = Field(0.95, ge=0, le=1, description="GAE lambda (gamma is 1).")
-    value_coef: float = Field(0.5, ge=0, description="Weight of the value loss.")
+    value_coef: float = Field(0.5, ge=0, le=MAX_COEF, description="Weight of the value loss.")
     lr_decay: bool = Field(True, description="Anneal the learning rate linearly from lr to 0 over the steps.")
 
 
 class OfflineConfig(TrainConfig):
     """The offline path: losses on completions drawn from the reference pool of the training prompts."""
 
-    pool_size: int = Field(64, ge=2, description="Reference samples per training prompt to draw pairs from.")
+    pool_size: int = Field(
+        64, ge=2, le=MAX_SAMPLES, description="Reference samples per training prompt to draw pairs from."
+    )
 
 
 def lora_width(model: Any) -> int:

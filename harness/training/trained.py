@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 from transformers.utils import logging as hf_logging
 
+from harness import store
 from harness.method import AlignedPolicy, TrainingCost
 from harness.policy import Completions, Policy, Prompt, sequence_logprobs
 
@@ -32,9 +33,11 @@ class TrainedPolicy(AlignedPolicy):
 
 
 def load_trained(task: Any, path: Path, training: TrainingCost) -> TrainedPolicy:
-    """A policy saved by `Trainer.result` (full weights, or a LoRA adapter over the task's reference model)."""
+    """A policy saved by `Trainer.result` (full weights, or a LoRA adapter over the task's reference model), after
+    checking its files against the checksums of the run directory that holds it."""
     if task.model is None or task.make_policy is None:
         raise ValueError(f"task {task.config.name!r} has no trainable reference model to load {path} into")
+    store.verify_all(path.parent, under=f"{path.name}/", remedy=store.RUN_REMEDY)
     if (path / "adapter_config.json").is_file():
         from peft import PeftModel
 
