@@ -392,7 +392,8 @@ def export(
     verbose: Verbose = False,
 ) -> None:
     """Write a policy's samples on a task's evaluation prompts as an outputs file (one JSON object per output:
-    prompt_id, prompt, completion, tokens, logprob), which `harness run --method external -p outputs=FILE` ranks.
+    prompt_id, prompt, prompt_tokens, completion, tokens, logprob), which `harness run --method external -p
+    outputs=FILE` ranks.
 
     The format, and how to write such a file from a model the harness cannot run: docs/external.md."""
     from harness import outputs

@@ -9,10 +9,11 @@ Each object is one output:
     tokens      optional: its token ids under the task's tokenizer, with the EOS that ended it if one did; without
                 them the text is tokenized, which may not give back the tokens that were sampled
     logprob     optional: log pi(completion | prompt) under the policy that wrote it, in nats (the sum over
-                `tokens`); on every line or on none. It gives the Monte Carlo KL against pi_ref's own log-probability
-                of the same tokens.
+                `tokens`, conditioned on the prompt's token ids); on every line or on none. It gives the Monte Carlo
+                KL against pi_ref's own log-probability of the same tokens.
 
-Other keys are ignored, so that a run's samples.jsonl of sampled outputs (equal weights) reads as well.
+Other keys are ignored (`harness export` adds `prompt_tokens`, the token ids the harness conditions on), so that a
+run's samples.jsonl of sampled outputs (equal weights) reads as well.
 `harness export` writes these files; `harness run --method external -p outputs=FILE` reads them.
 """
 
@@ -50,6 +51,7 @@ def records(prompts: Sequence[Prompt], completions: Completions) -> list[dict[st
         {
             "prompt_id": p.id,
             "prompt": p.text,
+            "prompt_tokens": list(p.tokens),
             "completion": completions.text[i][j],
             "tokens": list(completions.tokens[i][j]),
             **({} if seq is None else {"logprob": float(seq[i][j])}),

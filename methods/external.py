@@ -70,8 +70,8 @@ class ExternalConfig(MethodConfig):
         "",
         pattern="^([0-9a-f]{64})?$",
         json_schema_extra=CHECKSUM,
-        description="sha256 of the checkpoint's files (those at the top of its directory) or of the outputs file; "
-        "computed from them when not given, checked against them before any work.",
+        description="sha256 of the checkpoint's files or of the outputs file (computed when not given; checked "
+        "before any work).",
     )
     label: str = Field(
         "",

@@ -115,7 +115,14 @@ def test_outputs_exported_from_a_policy_rank_as_the_policy_does(trained, tmp_pat
     result = invoke("export", "--task", "toy", "--model", str(dpo / store.POLICY), "--to", str(file))
     assert result.exit_code == 0, result.output
     lines = [json.loads(x) for x in file.read_text().splitlines()]
-    assert len(lines) == 8 * 256 and set(lines[0]) == {"prompt_id", "prompt", "completion", "tokens", "logprob"}
+    assert len(lines) == 8 * 256 and set(lines[0]) == {
+        "prompt_id",
+        "prompt",
+        "prompt_tokens",
+        "completion",
+        "tokens",
+        "logprob",
+    }
     out = tmp_path / "runs"
     path, results = run(out, "-p", f"outputs={file}", "-p", "label=dpo-samples")
     # the file holds the outputs that evaluating the checkpoint samples, with their log-probabilities

@@ -125,7 +125,7 @@ def load_checkpoint(task: Any, path: Path) -> Any:
     check_checkpoint(task, path)
     try:
         return load_model(task, path)
-    except (OSError, ValueError, RuntimeError) as e:
+    except (OSError, ValueError, RuntimeError, TypeError, KeyError) as e:  # what the loaders raise on a bad checkpoint
         why = f"cannot be loaded as a policy of task {task.config.name!r}: {_first_line(e)}"
         raise ConfigError(f"model = {str(path)!r} {why}", ["model"]) from None
 
