@@ -26,14 +26,12 @@ EXACT = ("reward_exact", "win_rate_exact", "kl_exact")
 
 
 def invoke(*args: str):
-    return CliRunner().invoke(cli.app, list(args))
+    return CliRunner().invoke(cli.app, list(args), env={"COLUMNS": "1000"})  # a run's path, a board's row: one line
 
 
 def run(out: Path, *params: str, method: str = "external", task: str = "toy") -> tuple[Path, dict]:
     """A run through the command line: its directory and results."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(cli.console, "width", 1000)  # the run's path on one line
-        result = invoke("run", "--method", method, "--task", task, *params, "--out", str(out))
+    result = invoke("run", "--method", method, "--task", task, *params, "--out", str(out))
     assert result.exit_code == 0, result.output
     path = Path(result.output.split("run: ")[1].split()[0])
     return path, store.read_run(path)[1]
@@ -109,7 +107,7 @@ def test_a_stored_run_is_evaluated_again_without_its_checkpoint(trained, tmp_pat
     assert latest is not None and means(latest[1]) == means(results)
 
 
-def test_outputs_exported_from_a_policy_rank_as_the_policy_does(trained, tmp_path, monkeypatch):
+def test_outputs_exported_from_a_policy_rank_as_the_policy_does(trained, tmp_path):
     dpo, dpo_results = trained
     file = tmp_path / "outputs.jsonl"
     result = invoke("export", "--task", "toy", "--model", str(dpo / store.POLICY), "--to", str(file))
@@ -134,7 +132,6 @@ def test_outputs_exported_from_a_policy_rank_as_the_policy_does(trained, tmp_pat
     bare.write_text("".join(json.dumps({k: v for k, v in x.items() if k != "logprob"}) + "\n" for x in lines))
     _, bare_results = run(out, "-p", f"outputs={bare}", "-p", "label=no-logprobs")
     assert means(bare_results) == means(dpo_results, {"reward", "win_rate"})
-    monkeypatch.setattr(cli.console, "width", 250)
     board = invoke("leaderboard", "build", "--task", "toy", "--out", str(out))
     assert board.exit_code == 0, board.output
     text = " ".join(board.output.split())
@@ -183,7 +180,7 @@ def _enumerated(task, model) -> tuple[float, float]:
     return float(np.mean(kls)), float(np.mean(wins))
 
 
-def test_a_policy_trained_with_trl_lands_on_the_board_with_its_exact_kl_and_win_rate(tmp_path, monkeypatch):
+def test_a_policy_trained_with_trl_lands_on_the_board_with_its_exact_kl_and_win_rate(tmp_path):
     pytest.importorskip("trl")
     from datasets import Dataset
     from transformers import AutoModelForCausalLM
@@ -226,7 +223,6 @@ def test_a_policy_trained_with_trl_lands_on_the_board_with_its_exact_kl_and_win_
     assert results["metrics"]["kl_exact"]["mean"] == pytest.approx(kl, rel=1e-9)
     assert results["metrics"]["win_rate_exact"]["mean"] == pytest.approx(win, rel=1e-9)
 
-    monkeypatch.setattr(cli.console, "width", 250)  # one line per row
     board = invoke(
         "leaderboard",
         "build",
