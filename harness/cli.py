@@ -27,7 +27,7 @@ from harness.confighelp import describe
 from harness.confighelp import show as show_value
 from harness.metrics import preferred, split_id
 from harness.registry import BadNameError, DuplicateNameError, Registry, UnknownNameError
-from harness.task import ConfigError
+from harness.task import MAX_SAMPLES, ConfigError
 
 try:  # typer 0.2x runs on a click of its own
     from typer._click.exceptions import NoArgsIsHelpError, UsageError
@@ -431,6 +431,42 @@ def offtarget_table(path: Path, entry: dict[str, Any]) -> Table:
 def print_offtarget(path: Path, entry: dict[str, Any]) -> None:
     console.print(offtarget_table(path, entry))
     print_versions(entry["metrics"][k]["id"] for k in in_order(entry["metrics"]))
+
+
+@app.command()
+def export(
+    task: Annotated[str, typer.Option(help="Registered task (see `harness ls tasks`).")],
+    to: Annotated[Path, typer.Option("--to", help="The outputs file to write (JSON Lines; replaced if it exists).")],
+    model: Annotated[
+        str | None,
+        typer.Option(help="A transformers model or peft adapter directory; default: the task's reference policy."),
+    ] = None,
+    samples: Annotated[
+        int | None, typer.Option(min=1, max=MAX_SAMPLES, help="Outputs per prompt (the task's samples_per_prompt).")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed: the outputs that a run of the checkpoint with it evaluates.")] = 0,
+    verbose: Verbose = False,
+) -> None:
+    """Write a policy's samples on a task's evaluation prompts as an outputs file (one JSON object per output:
+    prompt_id, prompt, prompt_tokens, completion, tokens, logprob), which `harness run --method external -p
+    outputs=FILE` ranks.
+
+    The format, and how to write such a file from a model the harness cannot run: docs/external.md."""
+    from harness import outputs
+    from harness.task import build_task, load_task
+
+    if not to.parent.is_dir():
+        raise ConfigError(f"--to {str(to)!r}: no such directory {str(to.parent)!r}")
+    config = load_task(task)
+    built = build_task(config)
+    try:
+        lines = outputs.export(
+            built, Path(model) if model else None, samples or config.evaluation.samples_per_prompt, _seed(seed)
+        )
+    except KeyboardInterrupt:
+        raise fail("interrupted; nothing was written", code=130) from None
+    store.write_jsonl(to, lines)
+    console.print(f"wrote {len(lines)} outputs of {len(built.prompts)} prompts of {task} to {to}", highlight=False)
 
 
 class Executor(StrEnum):

@@ -115,6 +115,7 @@ def evaluate(task: Task, policy: AlignedPolicy, seed: int, pools: PoolCache) -> 
         "generated_tokens_per_output": round(mean_len * policy.samples_per_output, 3),
         "training_steps": policy.training.steps,
         "training_tokens": policy.training.tokens,
+        **({"outputs_only": True} if policy.outputs_only else {}),
     }
     return Evaluation(metrics=metrics, records=records, cost=cost, bon_curve=curve)
 

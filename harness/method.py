@@ -32,13 +32,18 @@ class MethodConfig(StrictModel):
     A field that cannot change a run's results (how often to log or checkpoint) is marked operational with
     `Field(..., json_schema_extra=OPERATIONAL)`: it is stored with the run but is not part of its identity."""
 
-    def operational(self) -> set[str]:
-        """Names of the fields marked operational."""
+    @classmethod
+    def marked(cls, key: str) -> set[str]:
+        """Names of the fields marked with `key` ("operational": OPERATIONAL, "checksum": CHECKSUM)."""
         return {
             name
-            for name, field in type(self).model_fields.items()
-            if isinstance(field.json_schema_extra, dict) and field.json_schema_extra.get("operational")
+            for name, field in cls.model_fields.items()
+            if isinstance(field.json_schema_extra, dict) and field.json_schema_extra.get(key)
         }
+
+    def operational(self) -> set[str]:
+        """Names of the fields marked operational."""
+        return self.marked("operational")
 
     def check_task(self, task: Task) -> None:
         """Reject settings that the built task cannot take (a LoRA rank above its model's layer widths, an exact
@@ -47,6 +52,9 @@ class MethodConfig(StrictModel):
 
 
 OPERATIONAL: dict[str, Any] = {"operational": True}
+# A field that is part of a run's identity but does not name its row on a board (the `setting` column): a checksum
+# of what the method reads (a checkpoint's files), which the row's label stands for.
+CHECKSUM: dict[str, Any] = {"checksum": True}
 
 
 @dataclass(frozen=True)
@@ -89,6 +97,7 @@ class AlignedPolicy(ABC):
 
     samples_per_output: int = 1
     training: TrainingCost = TrainingCost()  # what it took to produce the policy; none for inference-only
+    outputs_only: bool = False  # outputs without a model (a file of them): no weights for `harness offtarget`
 
     @abstractmethod
     def generate(self, prompts: Sequence[Prompt], count: int, seed: int) -> Completions:

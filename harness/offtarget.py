@@ -182,7 +182,9 @@ def offtarget(
     n = results["cost"]["samples_per_output"]
     metrics, notes = own_metrics(records, evaluation.samples_per_prompt, n, spec.seed, evaluation.bootstrap)
     entry: dict[str, Any] = {"settings": settings, "metrics": metrics, "notes": notes}
-    if tasks:
+    if tasks and results["cost"].get("outputs_only"):
+        notes.append("lm-eval not run: the run's outputs came from a file, with no weights to evaluate")
+    elif tasks:
         with threads.pinned(spec.threads):  # lm-eval scores the weights with torch, as the run computed
             task = build_task(spec.task, trusted=trust)
             tokenizer = getattr(task.reference, "tokenizer", None)

@@ -226,6 +226,9 @@ def test_plot_styles_and_curves_follow_the_swept_knob():
     swept, curves = plots._swept(rows)
     assert swept == "n"
     assert sorted(c["kl"].tolist() for c in curves) == [[0.2, 0.6, 1.2], [0.7]]  # joined in n order, l1 alone
+    labelled = pd.DataFrame({"knobs": [json.dumps({"label": x}) for x in "abc"], "kl": [0.3, 0.1, 0.2]})
+    swept, curves = plots._swept(labelled)  # policies apart in a name only (external rows): no curve joins them
+    assert swept is None and sorted(c["kl"].tolist() for c in curves) == [[0.1], [0.2], [0.3]]
 
 
 def test_publishing_twice_from_two_runs_of_the_sweep_gives_the_same_leaderboard(swept, tmp_path):

@@ -43,15 +43,17 @@ def curves(kl_max: float) -> dict[str, tuple[np.ndarray, np.ndarray]]:
 
 
 def _swept(rows: pd.DataFrame) -> tuple[str | None, list[pd.DataFrame]]:
-    """The knob a method's rows sweep (the varying one with most values) and its curves: the rows that agree on
-    every other knob, ordered by the swept one. A single row is its own curve."""
+    """The knob a method's rows sweep (the numeric varying one with most values) and its curves: the rows that
+    agree on every other knob, ordered by the swept one. A single row is its own curve, and so is each row where no
+    numeric knob varies (rows apart in a name or a variant are not points along a curve)."""
     knobs = [json.loads(k) for k in rows["knobs"]]
     keys = sorted({k for kn in knobs for k in kn})
     values = {k: {json.dumps(kn.get(k), sort_keys=True) for kn in knobs} for k in keys}
     varying = [k for k in keys if len(values[k]) > 1]
-    if not varying:
+    numeric = [k for k in varying if all(isinstance(kn.get(k), int | float) for kn in knobs)]
+    if not numeric:
         return None, [rows.iloc[[i]] for i in range(len(rows))]
-    swept = max(varying, key=lambda k: len(values[k]))  # the first of equals, in name order
+    swept = max(numeric, key=lambda k: len(values[k]))  # the first of equals, in name order
     rest = [k for k in varying if k != swept]
     groups: dict[str, list[int]] = {}
     for i, kn in enumerate(knobs):

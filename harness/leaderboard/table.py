@@ -132,18 +132,30 @@ def own_knobs(method: str) -> list[str] | None:
     except (LookupError, ImportError, AttributeError):
         return None
     own = vars(config).get("__annotations__", {})
-    return [name for name in config.model_fields if name in own]
+    return [name for name in config.model_fields if name in own and name not in checksums(method)]
+
+
+def checksums(method: str) -> set[str]:
+    """A method's settings that are part of its runs' identity but do not name a row (harness.method.CHECKSUM);
+    none where the method is not installed here."""
+    from harness.method import METHODS
+
+    try:
+        return METHODS.get(method).Config.marked("checksum")
+    except (LookupError, ImportError, AttributeError):
+        return set()
 
 
 def _knobs(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per row, the settings that name it in the `setting` column: those that vary between the rows of its
     method (task settings as `evaluation.samples_per_prompt` and the like), else the method's own
-    hyperparameters (every hyperparameter where the method is not installed here)."""
+    hyperparameters (every hyperparameter where the method is not installed here); never a checksum."""
     settings = []
     for run in runs:
         key = row_key(run["config"])
-        method = {k: v for k, v in key["method"].items() if k != "name"}
-        settings.append((key["method"]["name"], method | _flat(key["task"], "task.")))
+        name = key["method"]["name"]
+        method = {k: v for k, v in key["method"].items() if k != "name" and k not in checksums(name)}
+        settings.append((name, method | _flat(key["task"], "task.")))
     by_method: dict[str, list[dict[str, Any]]] = {}
     for name, s in settings:
         by_method.setdefault(name, []).append(s)
