@@ -52,6 +52,7 @@ def golden_records(methods: list[str]) -> dict[str, dict[str, Any]]:
             fields = METHODS.get(method).Config.model_fields
             params: dict[str, Any] = {"steps": STEPS} if "steps" in fields else {}
             params |= {"pool_size": 16} if "pool_size" in fields else {}
+            params |= {"outputs": str(reference_outputs(Path(store)))} if method == "external" else {}
             spec = resolve("toy", method, params, seed=0, evaluation=EVALUATION)
             results = execute(spec, Path(store)).results
             out[method] = {
@@ -62,6 +63,18 @@ def golden_records(methods: list[str]) -> dict[str, dict[str, Any]]:
                 "results": {k: results[k] for k in ("metrics", "bon_curve", "cost")},
             }
     return out
+
+
+def reference_outputs(folder: Path) -> Path:
+    """An outputs file of the toy reference policy's samples (`harness export`): what `external` ranks in its
+    golden run, since it trains nothing itself."""
+    from harness import outputs, store
+    from harness.task import build_task, load_task
+
+    config = load_task("toy")
+    path = folder / "reference-outputs.jsonl"
+    store.write_jsonl(path, outputs.export(build_task(config), None, EVALUATION["samples_per_prompt"], seed=0))
+    return path
 
 
 @pytest.fixture(scope="session")
