@@ -99,7 +99,7 @@ def argmax_random_ties(rewards: np.ndarray, rng: np.random.Generator) -> np.ndar
     return np.asarray(keys.argmax(axis=-1))
 
 
-def softbon_distribution(p_ref: np.ndarray, rewards: np.ndarray, n: int, lam: float, step: float = 0.02) -> np.ndarray:
+def softbon_distribution(p_ref: np.ndarray, rewards: np.ndarray, n: int, lam: float, step: float = 0.1) -> np.ndarray:
     """Exact output distribution of soft best-of-n (Verdun et al. 2025): draw n i.i.d. from p_ref, return y_i with
     probability w(y_i) / sum_j w(y_j), w = exp(r / lam).
 
@@ -108,7 +108,8 @@ def softbon_distribution(p_ref: np.ndarray, rewards: np.ndarray, n: int, lam: fl
     phi(t) = E_{z~pi_ref} exp(-t w(z)) = sum_k q_k exp(-t w_k) over the reward levels k of mass q_k:
         pi(y) = n pi_ref(y) int_0^inf w(y) exp(-t w(y)) phi(t)^(n-1) dt.
     The integral is taken over s = log t on a uniform grid of spacing `step` in log space (the rectangle rule,
-    whose error on this smooth, doubly-exponentially decaying integrand is far below float precision), with
+    which converges exponentially fast on this smooth, doubly-exponentially decaying integrand: spacings 0.1 and
+    0.02 agree to 1e-12 on toy and on a continuous law, from n = 2 to 1000 and lambda = 0.01 to 50), with
     w scaled by exp(-max r / lam), which leaves the choice unchanged. lam -> 0 gives best-of-n with random tie
     breaking (`bon_distribution`); lam -> inf gives p_ref.
     """
@@ -123,47 +124,59 @@ def softbon_distribution(p_ref: np.ndarray, rewards: np.ndarray, n: int, lam: fl
         return p_ref.copy()
     log_w = (levels - levels.max()) / lam  # <= 0, the top level at 0
     keep = q > 0
-    log_q, log_w = np.log(q[keep]), log_w[keep]
-    acc = _log_integral(log_q, log_w, n, log_w, step)
+    acc = _log_integral(q[keep], log_w[keep], n, log_w[keep], step)
     level_mass = np.zeros(len(levels))
-    level_mass[keep] = np.exp(np.log(n) + log_q + acc + np.log(step))
+    level_mass[keep] = np.exp(np.log(n) + np.log(q[keep]) + acc + np.log(step))
     out = np.zeros_like(p_ref)
     nz = q[group] > 0
     out[nz] = p_ref[nz] / q[group][nz] * level_mass[group][nz]
     return out
 
 
-def _log_integral(log_q: np.ndarray, log_w: np.ndarray, n: int, query: np.ndarray, step: float) -> np.ndarray:
+def _log_integral(q: np.ndarray, log_w: np.ndarray, n: int, query: np.ndarray, step: float) -> np.ndarray:
     """log int_0^inf w exp(-t w) phi(t)^(n-1) dt / step, for each log w in `query`, with phi the Laplace transform
-    of the law putting mass q_k on w_k (see `softbon_distribution`), on the log-t grid of spacing `step`."""
+    of the law putting mass q_k on w_k (see `softbon_distribution`), on the log-t grid of spacing `step`.
+
+    q: shape (K,), one law for every query, or (len(query), K), a law for each query."""
     # Below s = -log n - 50 the integrand is < exp(-50) of its mass; above -log w + 6 it is < exp(-400).
     grid = np.arange(-np.log(n) - 50.0, -min(log_w.min(), query.min()) + 6.0 + step, step)
+    laws = np.atleast_2d(q)
     acc = np.full(len(query), -np.inf)
-    with np.errstate(over="ignore"):
-        for chunk in np.array_split(grid, max(1, len(grid) // 20000)):
-            log_phi = logsumexp(log_q[None, :] - np.exp(chunk[:, None] + log_w[None, :]), axis=1)
+    rows = max(256, 4_000_000 // (len(log_w) + len(query)))  # grid points per chunk, a few tens of MB at most
+    with np.errstate(over="ignore", divide="ignore"):
+        for chunk in np.array_split(grid, -(-len(grid) // rows)):
+            log_phi = np.log(np.exp(-np.exp(chunk[:, None] + log_w[None, :])) @ laws.T)  # (grid, 1 or queries)
             t_w = np.exp(chunk[:, None] + query[None, :])  # t w for each queried w
-            log_f = query[None, :] + chunk[:, None] - t_w + (n - 1) * log_phi[:, None]
+            log_f = query[None, :] + chunk[:, None] - t_w + (n - 1) * log_phi
             acc = np.logaddexp(acc, logsumexp(log_f, axis=0))
     return acc
 
 
 def softbon_log_ratio(
-    rewards: np.ndarray, reference_rewards: np.ndarray, n: int, lam: float, step: float = 0.02
+    rewards: np.ndarray, reference_rewards: np.ndarray, n: int, lam: float, step: float = 0.1
 ) -> np.ndarray:
     """log pi(y) / pi_ref(y) of soft best-of-n for outputs of the given rewards, with pi_ref's reward law taken as
-    the empirical law of `reference_rewards` (a reference pool's). Exact where that law is pi_ref's (an enumerated
-    support, weighted), so that E_pi[log pi/pi_ref] over soft best-of-n's outputs estimates its KL on any task:
-        log pi(y)/pi_ref(y) = log n + log int_0^inf w(y) exp(-t w(y)) phi(t)^(n-1) dt  (`softbon_distribution`)."""
+    the empirical law of `reference_rewards`: shape (L,), one law for every output, or (len(rewards), L), a law
+    for each output (row j for output j):
+        log pi(y)/pi_ref(y) = log n + log int_0^inf w(y) exp(-t w(y)) phi(t)^(n-1) dt  (`softbon_distribution`).
+
+    Exact where the law is pi_ref's (an enumerated support, weighted). From L reference samples it is a plug-in
+    estimate, and its mean over soft best-of-n's outputs estimates the KL: with samples independent of the
+    output, the estimate's bias is that of a log of a ratio estimated from L samples, O(1/L) (Jensen); samples
+    that include the output's own candidates bias it upward, and more so as n grows (docs/formulas.md).
+    """
     if not lam > 0:
         raise ValueError(f"lambda must be > 0, got {lam}")
     rewards, reference = np.asarray(rewards, np.float64), np.asarray(reference_rewards, np.float64)
+    if reference.ndim == 2 and len(reference) != len(rewards):
+        raise ValueError(f"one reward law per output: {len(rewards)} outputs, {len(reference)} laws")
     if n == 1:
         return np.zeros(len(rewards))
-    levels, counts = np.unique(reference, return_counts=True)
+    levels, inverse = np.unique(reference, return_inverse=True)
+    laws = np.zeros((len(reference) if reference.ndim == 2 else 1, len(levels)))
+    np.add.at(laws, (np.arange(len(laws)).repeat(reference.shape[-1]), inverse.ravel()), 1.0 / reference.shape[-1])
     top = max(levels.max(), rewards.max())
-    log_q = np.log(counts / counts.sum())
-    acc = _log_integral(log_q, (levels - top) / lam, n, (rewards - top) / lam, step)
+    acc = _log_integral(laws if reference.ndim == 2 else laws[0], (levels - top) / lam, n, (rewards - top) / lam, step)
     return np.log(n) + acc + np.log(step)
 
 

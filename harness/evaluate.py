@@ -28,11 +28,12 @@ class Evaluation:
 
 
 def outputs_of(task: Task, policy: AlignedPolicy, seed: int) -> Outputs:
-    """The policy's pooled outputs where it has them (best-of-n), else fresh samples with equal weights."""
-    pooled = policy.pooled(seed)
+    """The policy's pooled outputs where it has them (best-of-n, soft and regularized best-of-n), else fresh
+    samples with equal weights."""
+    k = task.config.evaluation.samples_per_prompt
+    pooled = policy.pooled(seed, k)
     if pooled is not None:
         return pooled
-    k = task.config.evaluation.samples_per_prompt
     log.info("sampling %d outputs for each of %d prompts", k, len(task.prompts))
     c = policy.generate(task.prompts, k, seeding.derive_seed(seed, seeding.OUTPUTS))
     return Outputs(
@@ -82,7 +83,7 @@ def evaluate(task: Task, policy: AlignedPolicy, seed: int, pools: PoolCache) -> 
     metrics = {name: summary(name, values) for name, values in per_prompt.items()}
     curve = []
     for n, member in policy.curve():  # the same outputs, weighted as each member of the policy's family
-        pooled = member.pooled(seed)
+        pooled = member.pooled(seed, cfg.samples_per_prompt)
         assert pooled is not None, "a policy's curve is evaluated from its pooled outputs"
         member_terms = terms | member.kl_terms(pooled, ref_seq)
         point: dict[str, Any] = {"n": n}
@@ -105,6 +106,7 @@ def evaluate(task: Task, policy: AlignedPolicy, seed: int, pools: PoolCache) -> 
             "logprob": None if seq is None else float(seq[i][j]),
             "ref_logprob": float(ref_seq[i][j]),
             **{name: float(values[i][j]) for name, values in extra.items()},
+            **({} if out.candidates is None else {"candidates": out.candidates[i][j].tolist()}),
         }
         for i, p in enumerate(prompts)
         for j in range(len(c.tokens[i]))

@@ -78,6 +78,11 @@ class RunContext:
         """The shared reference pool of the task's evaluation prompts (evaluation.pool_size per prompt)."""
         return self.pools.get(self.task, self.task.config.evaluation.pool_size, self.seed)
 
+    def held_out(self) -> Pool:
+        """The held-out reference samples of the evaluation prompts (evaluation.reference_samples per prompt), which
+        win rates are measured against: independent of the shared pool."""
+        return self.pools.get(self.task, self.task.config.evaluation.reference_samples, self.seed, stream="held-out")
+
 
 @dataclass
 class Outputs:
@@ -87,6 +92,10 @@ class Outputs:
     rewards: list[np.ndarray]
     gold: list[np.ndarray] | None
     weights: list[np.ndarray]
+    # Outputs picked from candidates of the shared pool: per prompt, the pool indices of each output's candidates,
+    # shape (outputs, n). Outputs whose candidates are disjoint are independent; pool samples outside an output's
+    # candidates are independent of it.
+    candidates: list[np.ndarray] | None = None
 
 
 class AlignedPolicy(ABC):
@@ -108,9 +117,11 @@ class AlignedPolicy(ABC):
         and exact KL read them; see docs/adding-a-method.md)."""
         return None
 
-    def pooled(self, seed: int) -> Outputs | None:
-        """The shared reference pool of the evaluation prompts, weighted so that every metric is this policy's
-        exactly in expectation (best-of-n: harness.bon.pool_weights); None: the evaluator samples afresh."""
+    def pooled(self, seed: int, count: int) -> Outputs | None:
+        """Outputs taken from the shared reference pool of the evaluation prompts, weighted so that every metric is
+        this policy's exactly in expectation: best-of-n's whole pool with its weights (harness.bon.pool_weights),
+        or `count` outputs per prompt picked from pooled candidates (harness.selection); None: the evaluator
+        samples `count` outputs afresh."""
         return None
 
     def kl_terms(self, outputs: Outputs, ref_logprobs: list[np.ndarray]) -> dict[str, list[np.ndarray]]:

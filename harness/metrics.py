@@ -42,7 +42,7 @@ CATALOGUE: dict[str, Metric] = {
         Metric("kl_exact", 1, "KL(pi || pi_ref)", 0.0, INF, None, source="exact"),
         Metric("kl_mc", 1, "KL(pi || pi_ref)", 0.0, INF, None, source="MC"),
         Metric("kl_k3", 1, "KL(pi || pi_ref)", 0.0, INF, None, source="k3"),
-        Metric("kl_pool", 1, "KL(pi || pi_ref)", 0.0, INF, None, source="pool"),
+        Metric("kl_pool", 2, "KL(pi || pi_ref)", 0.0, INF, None, source="pool"),
         Metric("kl_bon_beirami", 1, "KL(pi || pi_ref)", 0.0, INF, None, source="Beirami"),
         Metric("kl_bon_bound", 1, "KL(pi || pi_ref)", 0.0, INF, None, source="bound"),
         Metric("rouge_l", 1, "ROUGE-L F1 vs the reference", 0.0, 1.0),

@@ -60,8 +60,9 @@ def vbon_l1_reward(f_lt: np.ndarray) -> np.ndarray:
 
 
 def bonbon_beta(n: int) -> float:
-    """beta_n = 1 / (2 (n-1) H_{n-1}) (Gui et al. 2024, Theorem 3); 1/(2 beta_n) is the expected log-ratio gap
-    between the best and the worst of n under the best-of-n policy (continuous rewards)."""
+    """beta_n = 1 / (2 (n-1) H_{n-1}) (Gui et al. 2024, Theorem 3); 1/(2 beta_n) = (n-1) H_{n-1} nats (1, 5.5,
+    18.15 at n = 2, 4, 8) is the expected gap g(y+) - g(y-), g = log pi_BoN/pi_ref, between the best and the
+    worst of n draws, when the reward law has no atoms (continuous rewards: no ties, no output of positive mass)."""
     if n < 2:
         raise ValueError(f"BoNBoN needs n >= 2 (a best and a worst sample), got {n}")
     harmonic = float(np.sum(1.0 / np.arange(1, n)))
@@ -75,8 +76,15 @@ def bonbon_tied_gap(p: np.ndarray, rewards: np.ndarray, n: int) -> float:
 
     With reward levels of masses q_k and G_k = q_1 + ... + q_k: P(max = k) = G_k^n - G_{k-1}^n,
     P(min = k) = (1 - G_{k-1})^n - (1 - G_k)^n, and pairs whose n draws all tie (probability sum_k q_k^n) carry no
-    preference and are not trained on. Without ties it is (n-1) H_{n-1} = 1/(2 beta_n) (Gui et al. 2024,
-    Theorem 3); with ties it is smaller, and BoNBoN with the continuous target then overshoots pi_BoN.
+    preference and are not trained on.
+
+    It equals (n-1) H_{n-1} = 1/(2 beta_n) (Gui et al. 2024, Theorem 3) only in the limit of a law without atoms
+    (every q_k -> 0). A law with atoms moves it either way: two equal levels give log 3 = 1.099 nats at n = 2,
+    above 1; on toy it is 1.13 at n = 2 (above 1), 5.01 at n = 4 and 15.57 at n = 8 (below 5.5 and 18.15; means
+    over prompts). The empirical law of M pooled samples of distinct rewards puts 1/M on each, so its gap
+    depends on M and n alone and lies below the continuous one for n >= 4: 15.49 at M = 16, 17.39 at M = 64,
+    17.95 at M = 256 for n = 8 (and 1.017 at M = 16 for n = 2). From a pool it estimates the gap of continuous
+    rewards with that downward bias; it is the gap of the law only where rewards truly tie.
     """
     if n < 2:
         raise ValueError(f"BoNBoN needs n >= 2 (a best and a worst sample), got {n}")
@@ -118,7 +126,8 @@ def bonbon_loss(h, nll_best, beta_n: float, alpha: float, pair: str = "ipo", gap
 def dpo_loss(h, beta: float, kind: str = "sigmoid"):  # type: ignore[no-untyped-def]
     """DPO: -log sigmoid(beta h) (Rafailov et al. 2023, Eq. 7); IPO: (h - 1/(2 beta))^2 (Azar et al. 2023, Eq. 17).
 
-    h is the log-ratio gap of the chosen over the rejected completion (`bonbon_pair_gap`).
+    h is the log-ratio gap of the chosen over the rejected completion (`bonbon_pair_gap`): over whole sequences
+    in both papers; TRL's IPO averages each completion's log-ratio over its tokens (`dpo`'s `ipo_per_token`).
     """
     if beta <= 0:
         raise ValueError(f"beta must be > 0, got {beta}")

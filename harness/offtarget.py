@@ -38,17 +38,35 @@ def distinct(completions: list[tuple[int, ...]], n: int) -> float:
     return len(set(grams)) / len(grams) if grams else 1.0
 
 
-def independent_outputs(rows: list[dict[str, Any]], k: int, n: int, rng: np.random.Generator) -> list[tuple[int, ...]]:
-    """Outputs of one prompt that are independent draws of the run's policy: sampled outputs as they are; for
-    best-of-n evaluated from the reference pool (weighted records of the whole pool), the best of each of
-    M // n disjoint random n-subsets of the pool (ties at random)."""
+def independent_groups(
+    rows: list[dict[str, Any]], k: int, n: int, rng: np.random.Generator
+) -> list[list[tuple[int, ...]]]:
+    """Outputs of one prompt in groups of independent draws of the run's policy (outputs of different groups may
+    depend on each other):
+    - sampled outputs: one group of all of them;
+    - outputs picked from candidates of the shared pool (records with `candidates`, harness.selection: soft and
+      regularized best-of-n): runs of consecutive outputs whose candidates are pairwise disjoint, a run ending
+      where the next output's candidates meet its own (a round of the draw gives M // n such outputs);
+    - best-of-n evaluated from the pool (weighted records of the whole pool): one group, the best of each of
+      M // n disjoint random n-subsets of the pool (ties at random).
+    Groups are formed from pool indices alone, never from what the outputs are, so each holds i.i.d. outputs."""
+    if "candidates" in rows[0]:
+        groups: list[list[tuple[int, ...]]] = [[]]
+        used: set[int] = set()
+        for r in rows:
+            if used.intersection(r["candidates"]):
+                groups.append([])
+                used = set()
+            groups[-1].append(tuple(r["tokens"]))
+            used.update(r["candidates"])
+        return groups
     w = np.array([r["weight"] for r in rows])
     if len(rows) == k and np.allclose(w, w[0]):
-        return [tuple(r["tokens"]) for r in rows]
+        return [[tuple(r["tokens"]) for r in rows]]
     rewards = np.array([r["reward"] for r in rows])
-    groups = rng.permutation(len(rows))[: len(rows) // n * n].reshape(-1, n)
-    best = groups[np.arange(len(groups)), argmax_random_ties(rewards[groups], rng)]
-    return [tuple(rows[j]["tokens"]) for j in best]
+    subsets = rng.permutation(len(rows))[: len(rows) // n * n].reshape(-1, n)
+    best = subsets[np.arange(len(subsets)), argmax_random_ties(rewards[subsets], rng)]
+    return [[tuple(rows[j]["tokens"]) for j in best]]
 
 
 def own_metrics(
@@ -60,7 +78,8 @@ def own_metrics(
     Records carry weights (equal for sampled outputs; best-of-n from the pool weighs every pooled output by the
     probability that best-of-n returns it): length and perplexity are weighted means per prompt. Distinct-n is a
     property of a set of independent outputs: it is the mean over disjoint sets of DISTINCT_SET independent
-    outputs per prompt (see `independent_outputs`), so that every method is read on sets of the same size.
+    outputs per prompt, each cut from one group of `independent_groups`, so that every method is read on sets of
+    the same size and no set holds one pooled sample twice through the pool's reuse.
     """
     by_prompt: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for r in records:
@@ -74,18 +93,23 @@ def own_metrics(
         per_prompt["length"].append(float(w @ lengths / w.sum()))
         ref = np.array([r["ref_logprob"] for r in rows])
         per_prompt["ppl_ref"].append(float(np.exp(-(w @ ref) / (w @ lengths))) if w @ lengths > 0 else np.nan)
-        outputs = independent_outputs(rows, k, n, rng)
-        sets = [outputs[i : i + DISTINCT_SET] for i in range(0, len(outputs) - DISTINCT_SET + 1, DISTINCT_SET)]
+        groups = independent_groups(rows, k, n, rng)
+        sets = [g[i : i + DISTINCT_SET] for g in groups for i in range(0, len(g) - DISTINCT_SET + 1, DISTINCT_SET)]
         if not sets:
-            too_few = len(outputs)
+            too_few = max(len(g) for g in groups)
         for m in DISTINCT_N:
             per_prompt[f"distinct_{m}"].append(float(np.mean([distinct(s, m) for s in sets])) if sets else np.nan)
     notes = []
     if too_few is not None:
         per_prompt = {name: v for name, v in per_prompt.items() if not name.startswith("distinct_")}
+        source = (
+            f"{n} candidates per output from the shared pool give"
+            if "candidates" in records[0]
+            else f"best-of-{n} from a pool of {len(rows)} gives"
+        )
         notes.append(
-            f"distinct_n not computed: best-of-{n} from a pool of {len(rows)} gives {too_few} independent outputs "
-            f"per prompt, fewer than the {DISTINCT_SET} that distinct-n reads"
+            f"distinct_n not computed: {source} {too_few} independent outputs per prompt, fewer than the "
+            f"{DISTINCT_SET} that distinct-n reads"
         )
     boot = np.random.default_rng(seeding.derive_seed(seed, seeding.OFFTARGET, seeding.BOOTSTRAP))
     metrics = {

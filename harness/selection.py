@@ -14,15 +14,43 @@ from harness.bon import argmax_random_ties
 from harness.method import AlignedPolicy, Outputs
 from harness.policy import Completions, EnumerablePolicy, Policy, Prompt, Reward, enumerate_prompt, sequence_logprobs
 from harness.pool import Pool
+from harness.seeding import OUTPUTS, derive_seed
+
+
+def subsets_in_rounds(m: int, n: int, count: int, rng: np.random.Generator) -> np.ndarray:
+    """Pool indices of the n candidates of each of `count` outputs, shape (count, n), drawn in rounds: a round cuts
+    a random permutation of the m pooled samples into m // n disjoint n-subsets, one per output.
+
+    Each row is a uniformly random n-subset of the pool, so n i.i.d. draws from pi_ref when the pool is; the rows
+    of one round are disjoint, so the outputs picked from them are independent draws of the policy."""
+    per_round = m // n
+    rounds = [rng.permutation(m)[: per_round * n].reshape(per_round, n) for _ in range(-(-count // per_round))]
+    return np.concatenate(rounds)[:count]
+
+
+def rewards_apart(candidates: np.ndarray, pool_rewards: np.ndarray, held_out_rewards: np.ndarray) -> np.ndarray:
+    """For each output (a row of pool indices of its candidates), the rewards of the reference samples independent
+    of it: the held-out samples and the pooled samples outside its own candidates, shape (outputs, R + M - n).
+
+    The candidates are a random n-subset of M i.i.d. pooled draws, so the other M - n draws are i.i.d. pi_ref and
+    independent of them, and so of the output picked from them."""
+    outside = np.ones((len(candidates), len(pool_rewards)), bool)
+    outside[np.arange(len(candidates))[:, None], candidates] = False
+    rest = np.broadcast_to(pool_rewards, outside.shape)[outside].reshape(len(candidates), -1)
+    held_out = np.broadcast_to(held_out_rewards, (len(candidates), len(held_out_rewards)))
+    return np.concatenate([held_out, rest], axis=1)
 
 
 class SelectionPolicy(AlignedPolicy):
     """n candidates per output from pi_ref, one returned by `choose`; exact log-probabilities from `distribution`
     where the reference policy can be enumerated.
 
-    Given the shared reference pool of the prompts (n <= M), the candidates of each output are a random n-subset
-    of the prompt's pool: n distinct i.i.d. draws from pi_ref like fresh samples, so every estimate over the
-    outputs stays unbiased, at no extra sampling. Without it they are sampled afresh.
+    Given the shared reference pool of the prompts (n <= M), the candidates of the outputs are n-subsets of the
+    prompt's pool drawn in rounds (`subsets_in_rounds`): every output is an exact draw of the policy, at no extra
+    sampling, and the M // n outputs of one round, whose candidates are disjoint, are independent; outputs of
+    different rounds may share a candidate. `pooled` returns the outputs with their candidates, so that what needs
+    independent outputs (distinct-n: harness.offtarget) or reference samples independent of an output (soft
+    best-of-n's `kl_pool`) can tell. Without the pool, candidates are sampled afresh.
     """
 
     def __init__(
@@ -42,32 +70,34 @@ class SelectionPolicy(AlignedPolicy):
     def distribution(self, p_ref: np.ndarray, rewards: np.ndarray) -> np.ndarray:
         """The exact output distribution over an enumerated support."""
 
-    def _draw(self, prompts: Sequence[Prompt], count: int, seed: int) -> tuple[Completions, list[np.ndarray]]:
-        """count * n candidates per prompt, with their reference log-probabilities and rewards."""
-        pool = self.candidates
-        if pool is not None and all(p.tokens in self.row for p in prompts):
-            rng = np.random.default_rng([seed, 2])
-            rows = [self.row[p.tokens] for p in prompts]
-            index = [np.concatenate([rng.choice(pool.m, self.n, replace=False) for _ in range(count)]) for _ in rows]
-            sub = Pool(
-                completions=Completions(
-                    tokens=[pool.completions.tokens[i] for i in rows],
-                    text=[pool.completions.text[i] for i in rows],
-                    ref_token_logprobs=[pool.completions.ref_token_logprobs[i] for i in rows],  # type: ignore[index]
-                ),
-                rewards=[pool.rewards[i] for i in rows],
-                gold=None,
-            )
-            return sub.completions.take(index), [r[ix] for r, ix in zip(sub.rewards, index, strict=True)]
-        candidates = self.reference.sample(prompts, count * self.n, seed)
-        candidates.ref_token_logprobs = candidates.token_logprobs  # sampled from pi_ref itself
-        candidates.token_logprobs = None
-        return candidates, self.reward.score(prompts, candidates)
+    def _pick(self, pool: Pool, rows: list[int], count: int, seed: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """For each pool row: the candidates of `count` outputs (pool indices, shape (count, n)) and the pool index
+        of the output picked from each."""
+        draw = np.random.default_rng([seed, 2])
+        candidates = [subsets_in_rounds(pool.m, self.n, count, draw) for _ in rows]
+        ref = sequence_logprobs(pool.completions.ref_token_logprobs)  # type: ignore[arg-type]
+        pick = np.random.default_rng([seed, 1])  # the choice, independent of the candidates
+        chosen = [
+            c[np.arange(count), self.choose(pool.rewards[i][c], ref[i][c], pick)]
+            for i, c in zip(rows, candidates, strict=True)
+        ]
+        return candidates, chosen
 
     def generate(self, prompts: Sequence[Prompt], count: int, seed: int) -> Completions:
-        candidates, rewards = self._draw(prompts, count, seed)
-        ref = sequence_logprobs(candidates.ref_token_logprobs)  # type: ignore[arg-type]
-        rng = np.random.default_rng([seed, 1])  # the choice, independent of the sampling stream
+        pool = self.candidates
+        if pool is not None and all(p.tokens in self.row for p in prompts):
+            rows = [self.row[p.tokens] for p in prompts]
+            _, picked = self._pick(pool, rows, count, seed)
+            sub = Completions(
+                tokens=[pool.completions.tokens[i] for i in rows],
+                text=[pool.completions.text[i] for i in rows],
+                ref_token_logprobs=[pool.completions.ref_token_logprobs[i] for i in rows],  # type: ignore[index]
+            )
+            return sub.take(picked)
+        candidates = self.reference.sample(prompts, count * self.n, seed)
+        rewards = self.reward.score(prompts, candidates)
+        ref = sequence_logprobs(candidates.token_logprobs)  # type: ignore[arg-type]  # sampled from pi_ref itself
+        rng = np.random.default_rng([seed, 1])
         offsets = np.arange(count) * self.n
         chosen = candidates.take(
             [
@@ -75,8 +105,25 @@ class SelectionPolicy(AlignedPolicy):
                 for r, lp in zip(rewards, ref, strict=True)
             ]
         )
-        chosen.token_logprobs = None  # the policy has no per-token probabilities
+        chosen.ref_token_logprobs, chosen.token_logprobs = chosen.token_logprobs, None  # pi_ref's, not the policy's
         return chosen
+
+    def pooled(self, seed: int, count: int) -> Outputs | None:
+        """`count` outputs per evaluation prompt picked from its pool as `generate` picks them, with their pool
+        rewards and the pool indices of their candidates; None without the pool."""
+        pool = self.candidates
+        if pool is None:
+            return None
+        candidates, chosen = self._pick(pool, list(range(len(pool.rewards))), count, derive_seed(seed, OUTPUTS))
+        completions = pool.completions.take(chosen)
+        completions.token_logprobs = None  # pi_ref's, not the policy's
+        return Outputs(
+            completions=completions,
+            rewards=[r[c] for r, c in zip(pool.rewards, chosen, strict=True)],
+            gold=None if pool.gold is None else [g[c] for g, c in zip(pool.gold, chosen, strict=True)],
+            weights=[np.full(count, 1.0 / count)] * len(chosen),
+            candidates=candidates,
+        )
 
     def logprob(self, prompts: Sequence[Prompt], tokens: list[list[tuple[int, ...]]]) -> list[np.ndarray] | None:
         """Exact log pi(y) where the reference policy can be enumerated; unavailable otherwise."""
@@ -93,9 +140,12 @@ class SelectionPolicy(AlignedPolicy):
 
 
 class BestOfScorePolicy(SelectionPolicy):
-    """Returns the candidate of highest `score` (ties uniformly at random): best-of-n of that score. The KL of
-    best-of-n depends only on n and pi_ref when the score has no ties, whatever the score, so the best-of-n
-    bound log n - (n-1)/n and Beirami et al.'s (2024) estimate apply (docs/formulas.md)."""
+    """Returns the candidate of highest `score` (ties uniformly at random): best-of-n of that score.
+
+    Its KL is at most log n - (n-1)/n, whatever the score (Beirami et al. 2024): the bound is reached only in the
+    limit where no single score level carries probability mass under pi_ref (every output's pi_ref(y) -> 0, no
+    ties); where outputs carry mass the KL lies below it and depends on which outputs the score favours. Beirami
+    et al.'s estimate reads each output's pi_ref(y) and accounts for that mass (docs/formulas.md)."""
 
     def score(self, rewards: np.ndarray, ref_logprobs: np.ndarray) -> np.ndarray:
         """The score the best candidate maximises; the proxy reward by default (best-of-n)."""

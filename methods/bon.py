@@ -38,7 +38,7 @@ class BoNPolicy(BestOfScorePolicy):
     def distribution(self, p_ref: np.ndarray, rewards: np.ndarray) -> np.ndarray:
         return bon.bon_distribution(p_ref, rewards, self.n)
 
-    def pooled(self, seed: int) -> Outputs | None:
+    def pooled(self, seed: int, count: int) -> Outputs | None:
         if self.pool is None:
             return None
         pool, rng = self.pool, np.random.default_rng(seeding.derive_seed(seed, seeding.TIES))

@@ -163,7 +163,7 @@ class OutputsPolicy(AlignedPolicy):
     def generate(self, prompts: Sequence[Prompt], count: int, seed: int) -> Completions:
         raise NotImplementedError("a file of outputs cannot be sampled; its outputs are evaluated as they are")
 
-    def pooled(self, seed: int) -> Outputs:
+    def pooled(self, seed: int, count: int) -> Outputs:
         task, c = self.task, self.read.completions
         return Outputs(
             completions=c,

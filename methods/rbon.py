@@ -3,8 +3,11 @@ policy and return the argmax of r(y) + beta log pi_ref(y) (ties broken uniformly
 
 beta = 0 is best-of-n; a larger beta favours the reference policy's likelier completions, which damps reward
 hacking. The output distribution is best-of-n of that score, exact on an enumerable task
-(harness.bon.rbon_distribution); elsewhere the best-of-n KL estimates (the bound log n - (n-1)/n and Beirami
-et al.'s estimate), which hold for best-of-n of any score, are reported.
+(harness.bon.rbon_distribution); elsewhere the best-of-n KL bound log n - (n-1)/n, an upper bound for best-of-n
+of any score, and Beirami et al.'s estimate are reported. The bound is the KL only where no output carries mass
+under pi_ref (long sequences); where outputs do, favouring likely ones (a larger beta) lowers the KL below it
+(docs/formulas.md). Like soft best-of-n, its candidates come from the shared pool when n <= M
+(harness.selection).
 """
 
 from __future__ import annotations

@@ -3,9 +3,12 @@ probability proportional to exp(r(y_i) / lambda).
 
 lambda -> 0 is best-of-n (ties broken uniformly at random), lambda -> inf is the reference policy. On an
 enumerable task the output distribution is exact (harness.bon.softbon_distribution), so its KL and win rate are.
-Elsewhere, with n <= M, its candidates come from the shared reference pool and its KL is `kl_pool`: the mean over
-its outputs of log pi(y)/pi_ref(y), which depends on y only through r(y) and is computed exactly from the pool's
-reward law (harness.bon.softbon_log_ratio).
+Elsewhere, with n <= M, its candidates come from the shared reference pool (harness.selection) and its KL is
+`kl_pool`: the mean over its outputs of log pi(y)/pi_ref(y), which depends on y only through r(y) and is
+computed from a reward law (harness.bon.softbon_log_ratio). That law is, for each output, the empirical law of
+the reference samples independent of it: the held-out samples and the pooled samples outside its own candidates
+(harness.selection.rewards_apart), R + M - n in all. A law that held the output's own candidates would bias the
+KL upward, by more as n grows (docs/formulas.md).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from harness.bon import softbon_distribution, softbon_log_ratio, softmax_choice
 from harness.method import MAX_N, METHODS, AlignedPolicy, Method, MethodConfig, Outputs, RunContext
 from harness.policy import Policy, Prompt, Reward
 from harness.pool import Pool
-from harness.selection import SelectionPolicy
+from harness.selection import SelectionPolicy, rewards_apart
 
 # The exact distribution and kl_pool integrate on a grid whose length grows as (reward range) / lambda
 # (harness.bon._log_integral): 0.01 keeps a toy run under a minute; best-of-n is the lambda -> 0 limit.
@@ -48,9 +51,11 @@ class SoftBoNPolicy(SelectionPolicy):
         n: int,
         pool: Pool | None = None,
         prompts: Sequence[Prompt] = (),
+        held_out: Pool | None = None,
     ):
         super().__init__(reference, reward, n, pool, prompts)
         self.lam = lam
+        self.held_out = held_out  # the evaluation prompts' held-out reference samples: the KL's reward law
 
     def choose(self, rewards: np.ndarray, ref_logprobs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         return softmax_choice(rewards, self.lam, rng)
@@ -59,13 +64,15 @@ class SoftBoNPolicy(SelectionPolicy):
         return softbon_distribution(p_ref, rewards, self.n, self.lam)
 
     def kl_terms(self, outputs: Outputs, ref_logprobs: list[np.ndarray]) -> dict[str, list[np.ndarray]]:
-        pool = self.candidates  # the pool of the evaluation prompts, row for row
-        if pool is None or len(pool.rewards) != len(outputs.rewards):
+        pool, held_out = self.candidates, self.held_out  # the pools of the evaluation prompts, row for row
+        if pool is None or held_out is None or outputs.candidates is None:
             return {}
+        laws = [
+            rewards_apart(c, r, h) for c, r, h in zip(outputs.candidates, pool.rewards, held_out.rewards, strict=True)
+        ]
         return {
             "kl_pool": [
-                softbon_log_ratio(r, reference, self.n, self.lam)
-                for r, reference in zip(outputs.rewards, pool.rewards, strict=True)
+                softbon_log_ratio(r, law, self.n, self.lam) for r, law in zip(outputs.rewards, laws, strict=True)
             ]
         }
 
@@ -79,5 +86,5 @@ class SoftBoN(Method[SoftBoNConfig]):
     def align(self, ctx: RunContext) -> AlignedPolicy:
         cfg, task = self.config, ctx.task
         fits = cfg.n <= task.config.evaluation.pool_size
-        pool = ctx.pool() if fits else None
-        return SoftBoNPolicy(cfg.lam, task.reference, task.reward, cfg.n, pool, task.prompts)
+        pool, held_out = (ctx.pool(), ctx.held_out()) if fits else (None, None)
+        return SoftBoNPolicy(cfg.lam, task.reference, task.reward, cfg.n, pool, task.prompts, held_out)

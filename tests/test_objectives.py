@@ -182,4 +182,60 @@ def test_bonbon_tied_gap_by_monte_carlo_on_tied_rewards(toy):
     gaps = (g[best] - g[worst])[keep]
     exact = objectives.bonbon_tied_gap(p_ref, r, n)
     assert exact == pytest.approx(gaps.mean(), abs=4 * gaps.std() / np.sqrt(len(gaps)))
-    assert exact < 1 / (2 * objectives.bonbon_beta(n))  # ties shrink the gap
+    assert exact < 1 / (2 * objectives.bonbon_beta(n))  # these ties shrink the gap at n = 4
+
+
+def test_bonbon_tied_gap_lies_on_either_side_of_the_paper_target_and_is_biased_low_from_a_pool():
+    """Atoms move the gap up or down; M pooled samples of distinct rewards form a law of M atoms of 1/M, whose gap
+    depends on M and n alone and approaches (n-1) H_{n-1} from below for n = 8 as M grows."""
+    two_levels = objectives.bonbon_tied_gap(np.array([0.5, 0.5]), np.array([0.0, 1.0]), 2)
+    assert two_levels == pytest.approx(np.log(3.0), abs=1e-12)  # pairs (low, high): g = log(3/4 / 1/2) - log(1/2)
+    assert two_levels > 1 / (2 * objectives.bonbon_beta(2))
+    rng = np.random.default_rng(0)
+    gaps = []
+    for m in (16, 64, 256):
+        pooled = rng.normal(size=m)  # any distinct rewards give the same gap
+        gap = objectives.bonbon_tied_gap(np.ones(m), pooled, 8)
+        assert gap == pytest.approx(objectives.bonbon_tied_gap(np.ones(m), np.arange(m, dtype=float), 8), abs=1e-9)
+        gaps.append(gap)
+    np.testing.assert_allclose(gaps, [15.4873, 17.3859, 17.9482], atol=1e-4)
+    assert gaps[-1] < 1 / (2 * objectives.bonbon_beta(8)) == pytest.approx(18.15, abs=0.005)
+
+
+def test_ipo_per_token_divides_each_completion_s_log_ratio_by_its_length(toy):
+    """`PoolPairs.gap` over whole sequences (the papers' h) and per token (TRL's IPO), against log-probabilities
+    computed directly, on completions of 1 to 3 tokens."""
+    import copy
+
+    from harness.policy import Completions
+    from harness.pool import Pool
+    from harness.training.logprobs import sequence_logprob
+    from harness.training.pairs import PoolPairs, pool_extremes
+
+    prompt = toy.prompts[0]
+    comps = [(1,), (2, 3), (4, 5, 0), (3, 3)]
+    with torch.no_grad():
+        ref = sequence_logprob(toy.model, [prompt] * 4, comps).double().numpy()
+    pool = Pool(  # the pairs read the sequence sums of the reference log-probabilities only
+        completions=Completions(tokens=[comps], text=[[""] * 4], ref_token_logprobs=[[np.array([v]) for v in ref]]),
+        rewards=[np.array([0.0, 1.0, 2.0, 3.0])],
+        gold=None,
+    )
+    model = copy.deepcopy(toy.model)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for param in model.parameters():
+            param.add_(0.3 * torch.randn_like(param))
+    pairs = PoolPairs(pool, [prompt])
+    best, worst, _ = pool_extremes(pool.rewards[0], 2, 6, np.random.default_rng(0))
+    with torch.no_grad():
+        ratio = sequence_logprob(model, [prompt] * 4, comps).double().numpy() - ref
+        whole = pairs.gap(model, [prompt], 2, 6, np.random.default_rng(0))
+        per_token = pairs.gap(model, [prompt], 2, 6, np.random.default_rng(0), per_token=True)
+    assert whole is not None and per_token is not None
+    length = np.array([len(c) for c in comps], float)
+    np.testing.assert_allclose(whole[0].numpy(), ratio[best] - ratio[worst], atol=1e-5)
+    np.testing.assert_allclose(
+        per_token[0].numpy(), ratio[best] / length[best] - ratio[worst] / length[worst], atol=1e-5
+    )
+    assert not np.allclose(whole[0].numpy(), per_token[0].numpy())

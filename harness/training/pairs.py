@@ -39,11 +39,19 @@ class PoolPairs:
         self.ref = sequence_logprobs(pool.completions.ref_token_logprobs)  # type: ignore[arg-type]
 
     def gap(
-        self, model: Any, prompts: Sequence[Prompt], n: int, count: int, rng: np.random.Generator
+        self,
+        model: Any,
+        prompts: Sequence[Prompt],
+        n: int,
+        count: int,
+        rng: np.random.Generator,
+        per_token: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor, int, list[Prompt]] | None:
         """(h, log pi(y+), tokens, the prompt of each pair) for `count` pairs per prompt, h = [log pi(y+) -
-        log pi(y-)] - [log pi_ref(y+) - log pi_ref(y-)]; None when every drawn subset was a tie."""
-        rows, best, worst, ref_gap = [], [], [], []
+        log pi(y-)] - [log pi_ref(y+) - log pi_ref(y-)] over whole sequences (Azar et al. 2023, Rafailov et al.
+        2023); with `per_token`, each completion's log-ratio log pi(y)/pi_ref(y) is divided by its length in tokens
+        first, as TRL's IPO loss computes it. None when every drawn subset was a tie."""
+        rows, best, worst, ref_gap, ref_best, ref_worst = [], [], [], [], [], []
         for p in prompts:
             i = self.row[p.tokens]
             b_ix, w_ix, usable = pool_extremes(self.pool.rewards[i], n, count, rng)
@@ -52,9 +60,17 @@ class PoolPairs:
                 best.append(self.pool.completions.tokens[i][b])
                 worst.append(self.pool.completions.tokens[i][w])
                 ref_gap.append(self.ref[i][b] - self.ref[i][w])
+                ref_best.append(self.ref[i][b])
+                ref_worst.append(self.ref[i][w])
         if not rows:
             return None
         lp = sequence_logprob(model, rows + rows, best + worst, self.temperature)
         lp_best = lp[: len(rows)]
-        h = lp_best - lp[len(rows) :] - torch.tensor(ref_gap, dtype=lp.dtype, device=lp.device)
+        if per_token:
+            ref = torch.tensor(ref_best + ref_worst, dtype=lp.dtype, device=lp.device)
+            lengths = torch.tensor([max(1, len(c)) for c in best + worst], dtype=lp.dtype, device=lp.device)
+            ratio = (lp - ref) / lengths
+            h = ratio[: len(rows)] - ratio[len(rows) :]
+        else:
+            h = lp_best - lp[len(rows) :] - torch.tensor(ref_gap, dtype=lp.dtype, device=lp.device)
         return h, lp_best, sum(map(len, best + worst)), rows
