@@ -57,7 +57,15 @@ def load_runs(out: Path, task: str, reevaluated: bool = False) -> list[dict[str,
         if again is not None:
             results = again[1]
             config = config | {"task": config["task"] | {"evaluation": results["evaluation"]}}
-        runs.append({"path": path, "config": config, "results": results, "origin": LOCAL})
+        runs.append(
+            {
+                "path": path,
+                "config": config,
+                "results": results,
+                "train_log": store.read_train_log(path),
+                "origin": LOCAL,
+            }
+        )
     if not runs:
         raise store.StoreError(f"no finished runs of task {task!r} under {out} (run `harness sweep` first)")
     return runs
@@ -68,7 +76,15 @@ def load_published(dest: Path, task: str) -> list[dict[str, Any]]:
     path = dest / task / "results.jsonl"
     if not path.is_file():
         raise store.StoreError(f"no published leaderboard of task {task!r}: {path} does not exist")
-    return [{"config": r["config"], "results": r["results"], "origin": PUBLISHED} for r in store.read_jsonl(path)]
+    return [
+        {"config": r["config"], "results": r["results"], "train_log": r.get("train_log", []), "origin": PUBLISHED}
+        for r in store.read_jsonl(path)
+    ]
+
+
+def row_hash(run: dict[str, Any]) -> str:
+    """The `config_hash` column of the run's row."""
+    return store.config_hash(row_key(run["config"]))
 
 
 def row_key(config: dict[str, Any]) -> dict[str, Any]:
@@ -81,8 +97,8 @@ def row_key(config: dict[str, Any]) -> dict[str, Any]:
 
 def merge(local: list[dict[str, Any]], published: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Local runs and published ones; a local row replaces the published row with the same settings."""
-    mine = {store.config_hash(row_key(r["config"])) for r in local}
-    return local + [r for r in published if store.config_hash(row_key(r["config"])) not in mine]
+    mine = {row_hash(r) for r in local}
+    return local + [r for r in published if row_hash(r) not in mine]
 
 
 def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -176,7 +192,7 @@ def frame(runs: list[dict[str, Any]]) -> pd.DataFrame:
     """The leaderboard of loaded runs: one row per (method, settings, origin), sorted by method then KL."""
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for run in runs:
-        groups.setdefault((store.config_hash(row_key(run["config"])), run["origin"]), []).append(run)
+        groups.setdefault((row_hash(run), run["origin"]), []).append(run)
     members = [sorted(g, key=lambda r: r["config"]["seed"]) for g in groups.values()]
     knobs = _knobs([g[0] for g in members])
     rows = []

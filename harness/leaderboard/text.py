@@ -140,14 +140,18 @@ def matched_table(matched: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+TRAINING_LEAD = "Training curves (each trained row's logged proxy reward and KL against the step):"
 FINDINGS_LEAD = "What the rows show, and whether they reproduce the papers' claims:"  # before the FINDINGS.md link
 
 
-def markdown(df: pd.DataFrame, matched: pd.DataFrame, task: str, findings: bool = False) -> str:
-    """The board as Markdown; `findings`: link the board's hand-written FINDINGS.md."""
+def markdown(df: pd.DataFrame, matched: pd.DataFrame, task: str, findings: bool = False, training: bool = False) -> str:
+    """The board as Markdown; `findings`: link the board's hand-written FINDINGS.md; `training`: link its
+    training.png."""
     lines = [f"# Leaderboard: {task}", ""]
     if findings:
         lines += [f"{FINDINGS_LEAD} [FINDINGS.md](FINDINGS.md).", ""]
+    if training:
+        lines += [f"{TRAINING_LEAD} [training.png](training.png).", ""]
     for paragraph in explanation(df):
         lines += [paragraph, ""]
     lines += [display(df).to_markdown(index=False), ""]
