@@ -25,7 +25,7 @@ from harness.assets import MissingAssetError
 from harness.backends import EngineError
 from harness.confighelp import describe
 from harness.confighelp import show as show_value
-from harness.metrics import preferred, split_id
+from harness.metrics import TRAIN, preferred, split_id
 from harness.registry import BadNameError, DuplicateNameError, Registry, UnknownNameError
 from harness.task import MAX_SAMPLES, ConfigError
 
@@ -228,12 +228,13 @@ FAMILIES = ("reward", "gold_reward", "win_rate", "kl")  # the order of a run's m
 def in_order(names: Iterable[str]) -> list[str]:
     """Metric names grouped by what they measure (each estimate beside its exact value), whatever order a dict
     holds them in: a fresh run's results and the same results read back from results.json (whose keys are
-    sorted) print alike. Other metrics (a task's own) follow, by name."""
+    sorted) print alike. Other metrics (a task's own) follow, by name; the same on training prompts after all."""
 
-    def key(name: str) -> tuple[int, str]:
-        base = name.removesuffix("_exact")
+    def key(name: str) -> tuple[bool, int, str]:
+        on_train = name.endswith(TRAIN)
+        base = name.removesuffix(TRAIN).removesuffix("_exact")
         family = next((i for i, f in enumerate(FAMILIES) if base == f or base.startswith(f"{f}_")), len(FAMILIES))
-        return family, name
+        return on_train, family, name
 
     return sorted(names, key=key)
 
@@ -334,6 +335,10 @@ def evaluate_run(
     reference_samples: Annotated[
         int | None, typer.Option(help="Held-out reference samples per prompt for win rates (the run's setting).")
     ] = None,
+    train_prompts: Annotated[
+        int | None,
+        typer.Option(help="Evaluate a trained policy on this many of its training prompts too (the run's setting)."),
+    ] = None,
     out: RunStoreOption = None,
     trust: Annotated[
         bool, typer.Option(help="Build the run's task even if its builder is no registered task's (runs its code).")
@@ -345,7 +350,12 @@ def evaluate_run(
     The result goes to <run>/evaluations/<hash>/ beside the run's own results, which stay as they are."""
     from harness.run import reevaluate
 
-    overrides = {"samples_per_prompt": samples, "pool_size": pool_size, "reference_samples": reference_samples}
+    overrides = {
+        "samples_per_prompt": samples,
+        "pool_size": pool_size,
+        "reference_samples": reference_samples,
+        "train_prompts": train_prompts,
+    }
     try:
         path = stored_run(run_ref, out)
         result = reevaluate(path, {k: v for k, v in overrides.items() if v is not None}, trust=trust)

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
 from harness import kl, seeding, winrate
 from harness.method import AlignedPolicy, Outputs
-from harness.metrics import CURVE, metric_id
+from harness.metrics import CURVE, TRAIN, metric_id
 from harness.policy import EnumerablePolicy, enumerate_prompt, sequence_logprobs
 from harness.pool import PoolCache
 from harness.stats import summarize
@@ -25,6 +25,7 @@ class Evaluation:
     records: list[dict[str, Any]]
     cost: dict[str, Any] = field(default_factory=dict)
     bon_curve: list[dict[str, Any]] = field(default_factory=list)
+    train_records: list[dict[str, Any]] = field(default_factory=list)  # outputs on the training-prompt sample
 
 
 def outputs_of(task: Task, policy: AlignedPolicy, seed: int) -> Outputs:
@@ -45,6 +46,19 @@ def outputs_of(task: Task, policy: AlignedPolicy, seed: int) -> Outputs:
 
 
 def evaluate(task: Task, policy: AlignedPolicy, seed: int, pools: PoolCache) -> Evaluation:
+    """The policy's metrics on the evaluation prompts and, for a trained policy where the task asks for it
+    (`evaluation.train_prompts`), the same metrics on its first training prompts, named `<metric>_train`."""
+    result = _evaluate(task, policy, seed, pools)
+    n = task.config.evaluation.train_prompts
+    if n and policy.training.steps:
+        sample = _evaluate(replace(task, prompts=task.train_prompts[:n]), policy, seed, pools)
+        for name, metric in sample.metrics.items():
+            result.metrics[name + TRAIN] = metric | {"id": metric_id(name + TRAIN, task.config.version)}
+        result.train_records = sample.records
+    return result
+
+
+def _evaluate(task: Task, policy: AlignedPolicy, seed: int, pools: PoolCache) -> Evaluation:
     cfg = task.config.evaluation
     prompts = task.prompts
     out = outputs_of(task, policy, seed)

@@ -9,7 +9,7 @@ the task's version.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 INF = float("inf")
@@ -53,6 +53,20 @@ CATALOGUE: dict[str, Metric] = {
         Metric("distinct_3", 1, "distinct-3", 0.0, 1.0),
         Metric("ppl_ref", 1, "perplexity under pi_ref", 1.0, INF, "lower"),
     )
+}
+
+# A trained policy's metrics on a sample of its training prompts (the task's `evaluation.train_prompts`), named
+# `<metric>_train` beside the same metric on the evaluation prompts: the gap between the two is generalisation.
+TRAIN = "_train"
+MEASURED = (
+    *("reward", "gold_reward", "win_rate", "kl_mc", "kl_k3", "rouge_l"),
+    *("reward_exact", "gold_reward_exact", "win_rate_exact", "kl_exact"),
+)
+CATALOGUE |= {
+    f"{name}{TRAIN}": replace(
+        CATALOGUE[name], name=f"{name}{TRAIN}", label=f"{CATALOGUE[name].label}, training prompts"
+    )
+    for name in MEASURED
 }
 
 # Each quantity that several estimators measure, with the estimators in order of preference: a report uses the

@@ -16,7 +16,7 @@ from pydantic import ValidationError
 import harness
 from harness import seeding, store, threads
 from harness.backends import require_backend
-from harness.evaluate import evaluate
+from harness.evaluate import Evaluation, evaluate
 from harness.identity import HASH_SCHEME, LEGACY_BUILDER, identity, implementation, modern_builder
 from harness.method import METHODS, AlignedPolicy, Method, MethodConfig, RunContext, TrainingCost
 from harness.pool import PoolCache
@@ -181,7 +181,7 @@ def _compute(spec: RunSpec, out: Path, final: Path, checkpoints: Path) -> dict[s
         ctx = RunContext(task=task, seed=spec.seed, out_dir=stage, pools=pools, checkpoint_dir=checkpoints)
         policy = spec.method(spec.config).align(ctx)
         evaluation = evaluate(task, policy, spec.seed, pools)
-        store.write_jsonl(stage / store.SAMPLES, evaluation.records)
+        write_samples(stage, evaluation)
         results = {
             "harness_version": harness.__version__,
             "task": {
@@ -207,6 +207,13 @@ def _compute(spec: RunSpec, out: Path, final: Path, checkpoints: Path) -> dict[s
         store.write_results(stage, results)
         store.seal(stage, later=(store.OFFTARGET,))
     return results
+
+
+def write_samples(stage: Path, evaluation: Evaluation) -> None:
+    """samples.jsonl, and train_samples.jsonl where the policy was evaluated on training prompts too."""
+    store.write_jsonl(stage / store.SAMPLES, evaluation.records)
+    if evaluation.train_records:
+        store.write_jsonl(stage / store.TRAIN_SAMPLES, evaluation.train_records)
 
 
 def backend_of(task: Task) -> str | None:
@@ -303,7 +310,7 @@ def _reevaluate(run_dir: Path, out: Path, spec: RunSpec, evaluation: dict[str, A
         | {"started_at": datetime.now(UTC).isoformat(), "wall_seconds": round(time.perf_counter() - t0, 3)},
     }
     with store.staged(final, out) as stage:
-        store.write_jsonl(stage / store.SAMPLES, result.records)
+        write_samples(stage, result)
         store.write_results(stage, results)
         store.seal(stage)
     return RunResult(final, results, reused=False)

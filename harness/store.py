@@ -1,7 +1,9 @@
 """The append-only results store, and the one place that knows its layout:
 
     <out>/<task>/<method>/<config_hash>/     a run: config.json, samples.jsonl, results.json, checksums.json
-                                             (and train_log.jsonl, policy/ for a trained run;
+                                             (and train_log.jsonl, policy/ for a trained run, and
+                                             train_samples.jsonl where it was evaluated on training
+                                             prompts too;
                                              offtarget.json once `harness offtarget` ran)
     <out>/.pools/<task>/<key>/               cached reference pools
     <out>/.checkpoints/<task>/<method>/<config_hash>/   training checkpoints of unfinished runs
@@ -44,7 +46,7 @@ from harness.registry import check_name
 log = logging.getLogger(__name__)
 
 CONFIG, SAMPLES, RESULTS, CHECKSUMS = "config.json", "samples.jsonl", "results.json", "checksums.json"
-POLICY, TRAIN_LOG = "policy", "train_log.jsonl"
+POLICY, TRAIN_LOG, TRAIN_SAMPLES = "policy", "train_log.jsonl", "train_samples.jsonl"
 OFFTARGET = "offtarget.json"  # off-target metrics of a run: a record of its own, beside the run's sealed files
 POOLS, CHECKPOINTS, LOCKS = ".pools", ".checkpoints", ".locks"
 JOURNAL = ".staging"  # under a root: one entry per staging directory, held by its writer while it lives
@@ -623,6 +625,14 @@ def verify_all(directory: Path, under: str = "", remedy: str = "") -> None:
 def read_samples(path: Path) -> list[dict[str, Any]]:
     verify(path, SAMPLES, remedy=RUN_REMEDY)
     return read_jsonl(path / SAMPLES)
+
+
+def read_train_log(path: Path) -> list[dict[str, Any]]:
+    """The logged training steps of a run (train_log.jsonl); none for a run that trained nothing."""
+    if not (path / TRAIN_LOG).is_file():
+        return []
+    verify(path, TRAIN_LOG, remedy=RUN_REMEDY)
+    return read_jsonl(path / TRAIN_LOG)
 
 
 def load_runs(out: Path) -> list[tuple[Path, dict[str, Any], dict[str, Any]]]:

@@ -17,9 +17,11 @@ from pydantic import (
     ConfigDict,
     Field,
     PrivateAttr,
+    SerializerFunctionWrapHandler,
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
@@ -117,6 +119,22 @@ class EvaluationConfig(StrictModel):
     bootstrap: int = Field(
         2000, ge=100, le=MAX_BOOTSTRAP, description="Bootstrap resamples of prompts for confidence intervals."
     )
+    train_prompts: int = Field(
+        0,
+        ge=0,
+        le=MAX_SAMPLES,
+        description="A trained policy is also evaluated on this many of its training prompts (the first ones), "
+        "reported as `<metric>_train`; 0: on the evaluation prompts alone.",
+    )
+
+    @model_serializer(mode="wrap")
+    def _without_defaults_added_later(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # train_prompts at its default 0 is left out, so that every run stored before the setting existed keeps
+        # the config hash that names it in the store
+        out: dict[str, Any] = handler(self)
+        if out.get("train_prompts") == 0:
+            del out["train_prompts"]
+        return out
 
 
 class TaskConfig(StrictModel):
@@ -283,4 +301,11 @@ def build_task(config: TaskConfig, trusted: bool = True) -> Task:
         ) from None
     if not isinstance(task, Task):
         raise ConfigError(f"task builder {config.builder!r} returned {type(task).__name__}, expected a Task")
+    wanted = config.evaluation.train_prompts
+    if wanted > len(task.train_prompts):
+        raise ConfigError(
+            f"evaluation.train_prompts = {wanted}, but task {config.name!r} has {len(task.train_prompts)} training "
+            f"prompts (accepted: 0 to {len(task.train_prompts)})",
+            ["evaluation.train_prompts"],
+        )
     return task

@@ -233,11 +233,12 @@ def test_plot_styles_and_curves_follow_the_swept_knob():
 
 def test_publishing_twice_from_two_runs_of_the_sweep_gives_the_same_leaderboard(swept, tmp_path):
     first = leaderboard.publish(swept / "runs", "toy", tmp_path / "a")
-    assert sorted(p.name for p in first.iterdir() if p.name != store.PUBLISHED_MARK) == sorted(leaderboard.FILES)
+    files = (*leaderboard.FILES, leaderboard.TRAINING)  # ppo trained: its training curves too
+    assert sorted(p.name for p in first.iterdir() if p.name != store.PUBLISHED_MARK) == sorted(files)
     again = tmp_path / "again"
     run_local(load(swept / "sweep.yaml"), again)  # the same sweep from scratch in a fresh store
     second = leaderboard.publish(again, "toy", tmp_path / "b")
-    for name in set(leaderboard.FILES) - {"results.jsonl"}:  # the raw results hold each run's timing
+    for name in set(files) - {"results.jsonl"}:  # the raw results hold each run's timing
         assert (first / name).read_bytes() == (second / name).read_bytes(), name
     assert (tmp_path / "a" / "index.html").read_bytes() == (tmp_path / "b" / "index.html").read_bytes()
     csv = pd.read_csv(first / "leaderboard.csv")
@@ -245,6 +246,37 @@ def test_publishing_twice_from_two_runs_of_the_sweep_gives_the_same_leaderboard(
     assert (csv["harness_version"].astype(str) != "").all()
     raw = [json.loads(x) for x in (first / "results.jsonl").read_text().splitlines()]
     assert len(raw) == 12 and {"config", "results"} == set(raw[0])
+
+
+def test_a_board_of_trained_runs_draws_their_training_curves_and_carries_their_logs(swept, tmp_path):
+    """training.png shows each trained row's logged reward and KL against the step, over its seeds; every
+    trained run's train log travels in results.jsonl, so a board republished from it alone draws them again."""
+    board = leaderboard.publish(swept / "runs", "toy", tmp_path / "a")
+    assert (board / leaderboard.TRAINING).is_file()
+    assert "[training.png](training.png)" in (board / "leaderboard.md").read_text()
+    assert 'href="training.png"' in (board / "index.html").read_text()
+    raw = [json.loads(x) for x in (board / "results.jsonl").read_text().splitlines()]
+    for r in raw:
+        run = store.run_path(swept / "runs", "toy", r["results"]["method"], r["results"]["config_hash"])
+        assert r.get("train_log", []) == store.read_train_log(run)
+    assert {r["results"]["method"] for r in raw if "train_log" in r} == {"ppo"}
+
+    runs = leaderboard.load_runs(swept / "runs", "toy")
+    df = leaderboard.frame(runs)
+    rows = plots.trained_rows(df, runs)
+    assert [row.setting for row, _ in rows] == list(df.loc[df["method"] == "ppo", "setting"])
+    for row, logs in rows:
+        seeds = sorted((r for r in runs if table.row_hash(r) == row.config_hash), key=lambda r: r["config"]["seed"])
+        assert logs == [r["train_log"] for r in seeds] and len(logs) == 3
+        steps, kls = plots._seed_curves(logs, "kl")
+        assert list(steps) == [0, 4]  # steps 5, logged every 25 steps and at the last
+        assert kls.tolist() == [[e["kl"] for e in log] for log in logs]
+
+    alone = tmp_path / "published"
+    (alone / "toy").mkdir(parents=True)
+    shutil.copy(board / "results.jsonl", alone / "toy" / "results.jsonl")
+    again = leaderboard.publish(tmp_path / "empty-store", "toy", alone, with_published=True)
+    assert (again / leaderboard.TRAINING).is_file()
 
 
 def test_publishing_twice_from_the_same_store_is_byte_identical(with_plugin, tmp_path):

@@ -411,3 +411,46 @@ def test_the_value_loss_does_not_move_the_policy(toy):
     (values**2).sum().backward()
     assert all(p.grad is None or not p.grad.any() for p in model.parameters())
     assert head.weight.grad is not None and head.weight.grad.any()
+
+
+def test_a_trained_policy_is_measured_on_training_prompts_too(tmp_path):
+    """`evaluation.train_prompts` adds `<metric>_train` for a trained policy. The toy task trains on its
+    evaluation prompts, so on all of them every metric agrees exactly with its evaluation-prompt value; on the
+    first three, the exact KL is the mean of those prompts' exact KLs of the saved policy. Best-of-n, which
+    trains nothing, has none."""
+    from harness.run import execute, load_aligned, reevaluate, resolve, stored_spec
+    from harness.task import build_task
+
+    run = execute(resolve("toy", "ppo", {"steps": 15}, seed=0, evaluation={"train_prompts": 8}), tmp_path)
+    m = run.results["metrics"]
+    evaluated = {name for name in m if not name.endswith("_train")}
+    assert {name + "_train" for name in evaluated} == set(m) - evaluated
+    for name in evaluated:
+        on_train = m[name + "_train"]
+        assert on_train["id"] == f"{name}_train@1"
+        assert {k: v for k, v in on_train.items() if k != "id"} == {k: v for k, v in m[name].items() if k != "id"}
+    assert len((run.path / "train_samples.jsonl").read_text().splitlines()) == 8 * 256
+
+    three = reevaluate(run.path, {"train_prompts": 3}).results["metrics"]
+    assert three["kl_exact_train"]["n_prompts"] == 3
+    spec = stored_spec(run.path)
+    task = build_task(spec.task)
+    policy = load_aligned(run.path, spec, task, PoolCache(tmp_path))
+    per_prompt = []
+    for prompt in task.train_prompts[:3]:
+        p_ref, _ = support_arrays(task, task.prompts.index(prompt))
+        pi = np.exp(policy.logprob([prompt], task.reference.support(prompt).tokens)[0])
+        per_prompt.append(kl.kl_exact(pi, p_ref))
+    assert three["kl_exact_train"]["mean"] == pytest.approx(np.mean(per_prompt), rel=1e-9)
+
+    best = execute(resolve("toy", "bon", {"n": 4}, seed=0, evaluation={"train_prompts": 8}), tmp_path)
+    assert not any(name.endswith("_train") for name in best.results["metrics"])
+
+
+def test_training_prompt_metrics_ask_for_no_more_prompts_than_the_task_has(tmp_path):
+    from harness.run import execute, resolve
+    from harness.task import ConfigError, load_task
+
+    assert "train_prompts" not in load_task("toy").model_dump()["evaluation"]  # 0 keeps stored runs' hashes
+    with pytest.raises(ConfigError, match=r"evaluation.train_prompts = 9, but task 'toy' has 8 training prompts"):
+        execute(resolve("toy", "ppo", {"steps": 1}, evaluation={"train_prompts": 9}), tmp_path)

@@ -2,9 +2,10 @@
 results store (optionally merged with a published board's raw results), exact values first, intervals that stay
 in each metric's range, Pareto flags, a ranking at matched KL against the reference policy, plots and pages.
 
-`publish` writes `<dest>/<task>/` (leaderboard.md, leaderboard.csv, index.html, the plots, and results.jsonl: the
-raw results behind the rows) and `<dest>/index.html`, the page of every board. A hand-written FINDINGS.md in a
-board (what its rows show, with numbers quoted from them) is kept across publications and linked from the board."""
+`publish` writes `<dest>/<task>/` (leaderboard.md, leaderboard.csv, index.html, the plots, training.png where
+runs trained, and results.jsonl: the raw results behind the rows, with each trained run's train log) and
+`<dest>/index.html`, the page of every board. A hand-written FINDINGS.md in a board (what its rows show, with
+numbers quoted from them) is kept across publications and linked from the board."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from pathlib import Path
 
 from harness import store
 from harness.leaderboard.page import INDEX_MARK, index, page
-from harness.leaderboard.plots import plot
+from harness.leaderboard.plots import plot, trained_rows, training_plot
 from harness.leaderboard.table import (
     MATCHED_KL,
     PUBLISHED,
@@ -42,6 +43,7 @@ FILES = (
     "provenance.json",
 )
 WHERE_GOLD = ("gold_kl.png",)  # written too where the task has a gold reward
+TRAINING = "training.png"  # written too where some run trained: its logged reward and KL against the step
 FINDINGS = "FINDINGS.md"  # written by people, not by publish: carried over to every new publication
 CONSTRAINTS = "constraints.txt"  # beside the boards: the exact versions they were computed with (harness constraints)
 
@@ -67,21 +69,24 @@ def publish(
     matched = matched_kl(df)
     findings = dest / task / FINDINGS
     kept = findings.read_text() if findings.is_file() else None
-    with store.published(dest, task, out, (*FILES, *WHERE_GOLD, FINDINGS)) as stage:
+    with store.published(dest, task, out, (*FILES, *WHERE_GOLD, TRAINING, FINDINGS)) as stage:
         if kept is not None:
             (stage / FINDINGS).write_text(kept)
         df.to_csv(stage / "leaderboard.csv", index=False, float_format="%.6g")
-        (stage / "leaderboard.md").write_text(
-            markdown(df, matched, task, findings=kept is not None, environment=environment)
-        )
         store.write_json(stage / "provenance.json", environment)
         plots = [stage / PLOTS[y] for y in ("win_rate", "reward", "gold_reward") if df[y].notna().any()]
         for path in plots:
             y = next(k for k, v in PLOTS.items() if v == path.name)
             plot(df, task, y, path, runs)
-        (stage / "index.html").write_text(page(df, matched, task, plots, findings=kept is not None))
+        training = stage / TRAINING if trained_rows(df, runs) else None
+        if training is not None:
+            training_plot(df, task, training, runs)
+        (stage / "leaderboard.md").write_text(
+            markdown(df, matched, task, kept is not None, training is not None, environment)
+        )
+        (stage / "index.html").write_text(page(df, matched, task, plots, kept is not None, training))
         raw = sorted(
-            ({"config": r["config"], "results": r["results"]} for r in runs),
+            ({"config": r["config"], "results": r["results"]} | _train_log(r) for r in runs),
             key=lambda r: (r["results"]["method"], r["results"]["config_hash"], r["results"]["seed"]),
         )
         store.write_jsonl(stage / "results.jsonl", raw)
@@ -106,6 +111,11 @@ def _check_index(path: Path) -> None:
         )
 
 
+def _train_log(run: dict) -> dict:
+    """A trained run's train log, carried in results.jsonl so that a board republished from it draws it again."""
+    return {"train_log": run["train_log"]} if run.get("train_log") else {}
+
+
 def _write(path: Path, text: str) -> None:
     """Write a file atomically (a temporary file renamed into place), with the store's permissions."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.tmp-")
@@ -126,6 +136,7 @@ __all__ = [
     "PLOTS",
     "PUBLISHED",
     "REFERENCE",
+    "TRAINING",
     "WHERE_GOLD",
     "build",
     "display",
@@ -141,4 +152,5 @@ __all__ = [
     "pareto",
     "plot",
     "publish",
+    "training_plot",
 ]

@@ -14,6 +14,7 @@ import pandas as pd
 from harness.leaderboard.table import PUBLISHED, SOURCES, beside_columns
 from harness.leaderboard.text import (
     FINDINGS_LEAD,
+    TRAINING_LEAD,
     explanation,
     footnotes,
     header,
@@ -132,12 +133,25 @@ def _simple(table: pd.DataFrame) -> str:
     return f'<table class="matched"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 
-def page(df: pd.DataFrame, matched: pd.DataFrame, task: str, plots: list[Path], findings: bool = False) -> str:
-    """One self-contained HTML page (plots inlined); `findings`: link the board's hand-written FINDINGS.md."""
+def page(
+    df: pd.DataFrame,
+    matched: pd.DataFrame,
+    task: str,
+    plots: list[Path],
+    findings: bool = False,
+    training: Path | None = None,
+) -> str:
+    """One self-contained HTML page (plots inlined); `findings`: link the board's hand-written FINDINGS.md;
+    `training`: link the training curves and show them after the plots."""
     title = html.escape(f"Leaderboard: {task}")
     beside = beside_columns(df)
     main = [c for c in shown_columns(df) if c not in beside]
     about = "".join(f'<p class="about">{_text(p)}</p>' for p in explanation(df))
+    if training is not None:
+        about = (
+            f'<p class="about">{html.escape(TRAINING_LEAD)} <a href="{training.name}">{training.name}</a>.</p>' + about
+        )
+        plots = [*plots, training]
     if findings:
         about = f'<p class="about">{html.escape(FINDINGS_LEAD)} <a href="FINDINGS.md">FINDINGS.md</a>.</p>' + about
     notes = "".join(f"<li>{_text(n)}</li>" for n in footnotes(df))

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from harness import metrics, targets
-from harness.leaderboard.table import PUBLISHED
+from harness.leaderboard.table import PUBLISHED, row_hash
 from harness.metrics import metric_range
 
 # Okabe & Ito (2008), "Color Universal Design": distinguishable under every common colour-vision deficiency;
@@ -155,3 +155,72 @@ def plot(df: pd.DataFrame, task: str, y: str, path: Path, runs: list[dict[str, A
     fig.tight_layout()
     fig.savefig(path, format="png", metadata={"Software": None})
     plt.close(fig)
+
+
+# train_log.jsonl keys -> axis labels: what each method logs is in docs/results.md ("Trained runs")
+TRAINING_AXES = {"reward": "training reward, as logged", "kl": "KL, nats, as logged"}
+
+
+def trained_rows(df: pd.DataFrame, runs: list[dict[str, Any]]) -> list[tuple[pd.Series, list[list[dict[str, Any]]]]]:
+    """Each row of the board whose runs logged training, in the board's order, with the train logs of its seeds."""
+    logs: dict[tuple[str, str], list[list[dict[str, Any]]]] = {}
+    for run in sorted(runs, key=lambda r: r["config"]["seed"]):
+        if run.get("train_log"):
+            logs.setdefault((row_hash(run), run["origin"]), []).append(run["train_log"])
+    return [(r, logs[(r.config_hash, r.origin)]) for _, r in df.iterrows() if (r.config_hash, r.origin) in logs]
+
+
+def training_plot(df: pd.DataFrame, task: str, path: Path, runs: list[dict[str, Any]]) -> None:
+    """Each trained row's logged reward and KL against the training step (from its runs' train_log.jsonl: the
+    method's own training reward over the step's samples, the proxy reward for ppo and the offline methods, and
+    the k1 KL from pi_ref, or from the anchor of a method that has one): one line per row, the mean over its
+    seeds, shaded between the lowest and the highest seed; one row of panels per method. A plateau, or its
+    absence, shows at the right end."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+    from matplotlib.ticker import MaxNLocator
+
+    rows = trained_rows(df, runs)
+    methods = sorted({r.method for r, _ in rows})
+    sns.set_theme(style="whitegrid", context="notebook", font_scale=0.8)
+    fig, axes = plt.subplots(
+        len(methods), 2, figsize=(11, 2.6 * len(methods) + 0.6), dpi=100, squeeze=False, sharex="row"
+    )
+    for m, method in enumerate(methods):
+        mine = [(r, logs) for r, logs in rows if r.method == method]
+        colours = sns.color_palette("viridis", len(mine))
+        for (row, logs), colour in zip(mine, colours, strict=True):
+            name = (
+                f"{row.setting} ({'published' if row.origin == PUBLISHED else len(logs)} seed{'s' * (len(logs) > 1)})"
+            )
+            for ax, key in zip(axes[m], TRAINING_AXES, strict=True):
+                steps, values = _seed_curves(logs, key)
+                if not len(steps):
+                    continue
+                ax.plot(steps, values.mean(0), color=colour, linewidth=1.3, label=name)
+                if len(values) > 1:
+                    ax.fill_between(steps, values.min(0), values.max(0), color=colour, alpha=0.18, linewidth=0)
+        for ax, label in zip(axes[m], TRAINING_AXES.values(), strict=True):
+            ax.set_title(f"{method}: {label.split(',')[0]}", fontsize=9, loc="left")
+            ax.set_ylabel(label)
+            ax.set_xlabel("training step")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        axes[m][1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
+    fig.suptitle(
+        f"{task}: training curves, mean over seeds (shaded: seed range); each method's own training reward and KL "
+        "over the step's samples (docs/results.md)",
+        fontsize=9,
+    )
+    fig.tight_layout()
+    fig.savefig(path, format="png", metadata={"Software": None})
+    plt.close(fig)
+
+
+def _seed_curves(logs: list[list[dict[str, Any]]], key: str) -> tuple[np.ndarray, np.ndarray]:
+    """The steps that every seed logged `key` at, and the seeds' values there (seeds x steps)."""
+    per_seed = [{e["step"]: e[key] for e in log if key in e} for log in logs]
+    steps = sorted(set.intersection(*(set(s) for s in per_seed)))
+    return np.array(steps), np.array([[s[t] for t in steps] for s in per_seed], dtype=float)

@@ -60,7 +60,15 @@ def load_runs(out: Path, task: str, reevaluated: bool = False) -> list[dict[str,
         if again is not None:
             results = again[1]
             config = config | {"task": config["task"] | {"evaluation": results["evaluation"]}}
-        runs.append({"path": path, "config": config, "results": results, "origin": LOCAL})
+        runs.append(
+            {
+                "path": path,
+                "config": config,
+                "results": results,
+                "train_log": store.read_train_log(path),
+                "origin": LOCAL,
+            }
+        )
     if not runs:
         raise store.StoreError(f"no finished runs of task {task!r} under {out} (run `harness sweep` first)")
     return runs
@@ -78,8 +86,14 @@ def load_published(dest: Path, task: str) -> list[dict[str, Any]]:
 def published_run(line: Any, where: str, task: str) -> dict[str, Any]:
     """One line of a published results.jsonl, {"config": config.json, "results": results.json} of a run of `task`."""
     remedy = "it is not what `harness leaderboard publish` wrote: publish the board again from its store"
-    if not isinstance(line, dict) or set(line) != {"config", "results"} or not isinstance(line["config"], dict):
-        raise store.CorruptError(f"{where}: not a published run (keys config and results); {remedy}")
+    if (
+        not isinstance(line, dict)
+        or set(line) - {"train_log"} != {"config", "results"}
+        or not isinstance(line["config"], dict)
+    ):
+        raise store.CorruptError(
+            f"{where}: not a published run (keys config, results and optionally train_log); {remedy}"
+        )
     config, results = line["config"], line["results"]
     try:
         record.checked(results, where)
@@ -95,7 +109,15 @@ def published_run(line: Any, where: str, task: str) -> dict[str, Any]:
         or results["task"]["name"] != task
     ):
         raise store.CorruptError(f"{where}: its config is not that of a {task} run of its results; {remedy}")
-    return {"config": config, "results": results, "origin": PUBLISHED}
+    train_log = line.get("train_log", [])
+    if not isinstance(train_log, list):
+        raise store.CorruptError(f"{where}: its train_log is not a list; {remedy}")
+    return {"config": config, "results": results, "train_log": train_log, "origin": PUBLISHED}
+
+
+def row_hash(run: dict[str, Any]) -> str:
+    """The `config_hash` column of the run's row."""
+    return store.config_hash(row_key(run["config"]))
 
 
 def row_key(config: dict[str, Any]) -> dict[str, Any]:
@@ -108,8 +130,8 @@ def row_key(config: dict[str, Any]) -> dict[str, Any]:
 
 def merge(local: list[dict[str, Any]], published: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Local runs and published ones; a local row replaces the published row with the same settings."""
-    mine = {store.config_hash(row_key(r["config"])) for r in local}
-    return local + [r for r in published if store.config_hash(row_key(r["config"])) not in mine]
+    mine = {row_hash(r) for r in local}
+    return local + [r for r in published if row_hash(r) not in mine]
 
 
 def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -215,7 +237,7 @@ def frame(runs: list[dict[str, Any]]) -> pd.DataFrame:
     """The leaderboard of loaded runs: one row per (method, settings, origin), sorted by method then KL."""
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for run in runs:
-        groups.setdefault((store.config_hash(row_key(run["config"])), run["origin"]), []).append(run)
+        groups.setdefault((row_hash(run), run["origin"]), []).append(run)
     members = [one_per_seed(g) for g in groups.values()]
     knobs = _knobs([g[0] for g in members])
     rows = []

@@ -142,6 +142,7 @@ def matched_table(matched: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+TRAINING_LEAD = "Training curves (each trained row's logged proxy reward and KL against the step):"
 FINDINGS_LEAD = "What the rows show, and whether they reproduce the papers' claims:"  # before the FINDINGS.md link
 
 
@@ -150,13 +151,17 @@ def markdown(
     matched: pd.DataFrame,
     task: str,
     findings: bool = False,
+    training: bool = False,
     environment: dict[str, Any] | None = None,
 ) -> str:
-    """The board as Markdown; `findings`: link the board's hand-written FINDINGS.md; `environment`: the board's
-    provenance.json (harness.provenance.board_provenance), said in one line at the end."""
+    """The board as Markdown; `findings`: link the board's hand-written FINDINGS.md; `training`: link its
+    training.png; `environment`: the board's provenance.json (harness.provenance.board_provenance), said in one
+    line at the end."""
     lines = [f"# Leaderboard: {task}", ""]
     if findings:
         lines += [f"{FINDINGS_LEAD} [FINDINGS.md](FINDINGS.md).", ""]
+    if training:
+        lines += [f"{TRAINING_LEAD} [training.png](training.png).", ""]
     for paragraph in explanation(df):
         lines += [paragraph, ""]
     lines += [display(df).to_markdown(index=False), ""]
