@@ -56,6 +56,7 @@ class RBoN(Method[RBoNConfig]):
     """Regularized best-of-n sampling (inference-time; n samples per output, no training)."""
 
     Config = RBoNConfig
+    version = 2  # candidates drawn in rounds of disjoint subsets of the pool
 
     def align(self, ctx: RunContext) -> AlignedPolicy:
         cfg, task = self.config, ctx.task

@@ -82,6 +82,7 @@ class SoftBoN(Method[SoftBoNConfig]):
     """Soft best-of-n sampling (inference-time; n samples per output, no training)."""
 
     Config = SoftBoNConfig
+    version = 2  # candidates drawn in rounds of disjoint subsets of the pool; kl_pool from independent rewards
 
     def align(self, ctx: RunContext) -> AlignedPolicy:
         cfg, task = self.config, ctx.task
