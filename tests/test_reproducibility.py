@@ -19,6 +19,7 @@ from harness import leaderboard, store
 from harness.cli import app
 from harness.identity import identity
 from harness.method import METHODS
+from harness.pool import PoolCache
 from harness.provenance import LIBRARIES, constraints, pins
 from harness.run import execute, resolve, spec_of, stored_spec
 from harness.task import ConfigError
@@ -58,6 +59,11 @@ def test_another_thread_count_is_part_of_the_identity(monkeypatch):
         monkeypatch.setenv("BON_HARNESS_THREADS", bad)
         with pytest.raises(ConfigError, match="BON_HARNESS_THREADS"):
             resolve("toy", "bon", {"n": 4})
+
+
+def test_pools_sampled_at_another_thread_count_are_kept_apart(toy, tmp_path):
+    one, two = PoolCache(tmp_path).path(toy, 8, 0, "pool"), PoolCache(tmp_path, threads=2).path(toy, 8, 0, "pool")
+    assert one != two and one == PoolCache(tmp_path, threads=1).path(toy, 8, 0, "pool")
 
 
 def test_published_runs_keep_their_identities():
