@@ -70,8 +70,8 @@ CATALOGUE |= {
 }
 
 # Each quantity that several estimators measure, with the estimators in order of preference: a report uses the
-# first one stored (exact where the output space is enumerable, then Monte Carlo, then the density ratio from the
-# reference pool's reward law of soft best-of-n, then, for the KL of best-of-n policies, Beirami et al.'s estimate
+# first one stored (exact where the output space is enumerable, then Monte Carlo, then soft best-of-n's density
+# ratio from a reward law of reference samples, then, for the KL of best-of-n policies, Beirami et al.'s estimate
 # and the log n - (n-1)/n bound).
 KL_PREFERENCE = ("kl_exact", "kl_mc", "kl_pool", "kl_bon_beirami", "kl_bon_bound")
 PREFERENCE: dict[str, tuple[str, ...]] = {
@@ -90,7 +90,8 @@ SOURCES: dict[str, tuple[str, str]] = {
     "k3": ("k3", "the k3 estimate from per-token log-probabilities"),
     "pool": (
         "pool",
-        "the mean over the outputs of log pi/pi_ref, the ratio computed from the reference pool's reward law",
+        "the mean over the outputs of log pi/pi_ref, the ratio computed from the reward law of the reference samples "
+        "independent of each output",
     ),
     "Beirami": ("Beirami", "the Beirami et al. (2024) estimate of the KL of best-of-n"),
     "bound": ("bound", "log n - (n-1)/n, an upper bound on the KL of best-of-n"),
