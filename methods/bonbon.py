@@ -31,9 +31,8 @@ class BoNBoNConfig(OfflineConfig):
     pair: Literal["ipo", "logistic"] = Field("ipo", description="'ipo' (paper) or 'logistic' (released code).")
     target: Literal["paper", "ties"] = Field(
         "paper",
-        description="Gap target of the ipo pair term: 'paper' 1/(2 beta_n) = (n-1) H_(n-1) nats (continuous "
-        "rewards) or 'ties' the expected gap under the tie-aware pi_BoN of the prompt's reward law (use it where "
-        "rewards tie; from a pool of M it is biased low for continuous rewards).",
+        description="Gap target of the ipo pair term: 'paper' (n-1) H_(n-1) nats, or 'ties' the gap under the "
+        "tie-aware pi_BoN of the prompt's reward law (where rewards tie; biased low from a pool of continuous ones).",
     )
     groups_per_prompt: int = Field(4, ge=1, le=MAX_STEPS, description="Groups of n per training prompt per step.")
 

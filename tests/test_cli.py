@@ -259,7 +259,7 @@ def test_ls_methods_and_tasks():
 
 
 def test_ls_methods_verbose_shows_every_hyperparameter():
-    wide = {"COLUMNS": "250"}
+    wide = {"COLUMNS": "400"}
     after = runner.invoke(app, ["ls", "methods", "-v"], env=wide)
     before = runner.invoke(app, ["-v", "ls", "methods"], env=wide)
     assert after.exit_code == 0, after.output
