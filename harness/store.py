@@ -476,9 +476,12 @@ def clean_stale(root: Path) -> list[Path]:
                 record = json.loads(os.read(fd, 1 << 16))
             except ValueError:
                 record = {}  # killed before the entry was written: nothing was made
-            if isinstance(record, dict) and _clean_entry(root, entry.stem, record):
-                removed.append(root / record["stage"])
-            entry.unlink(missing_ok=True)
+            try:
+                if isinstance(record, dict) and _clean_entry(root, entry.stem, record):
+                    removed.append(root / record["stage"])
+                entry.unlink(missing_ok=True)
+            except OSError as e:  # a store this user cannot write: left for a later use that can
+                log.warning("could not clean up after an interrupted writer (%s): %s", entry, e.strerror or e)
         finally:
             os.close(fd)
     return removed
