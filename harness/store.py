@@ -506,10 +506,19 @@ def _clean_entry(root: Path, token: str, record: dict[str, Any]) -> bool:
 
 @contextmanager
 def locked(path: Path, what: str) -> Iterator[None]:
-    """Hold an exclusive lock on `path`, a directory or a file (created if needed); wait, saying so, while
-    another process holds it."""
+    """Hold an exclusive lock on `path`, a directory or a file (created if needed, never through a link); wait,
+    saying so, while another process holds it."""
     makedirs(path.parent)
-    fd = os.open(path, os.O_RDONLY) if path.is_dir() else os.open(path, os.O_CREAT | os.O_RDWR, 0o666 & ~UMASK)
+    try:
+        fd = (
+            os.open(path, os.O_RDONLY)
+            if path.is_dir()
+            else os.open(path, os.O_CREAT | os.O_RDWR | os.O_NOFOLLOW, 0o666 & ~UMASK)
+        )
+    except OSError as e:
+        if e.errno != errno.ELOOP:
+            raise
+        raise StoreError(f"{path} is a link, and the store never writes through links: remove it") from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
