@@ -6,12 +6,15 @@
     <out>/.pools/<task>/<key>/               cached reference pools
     <out>/.checkpoints/<task>/<method>/<config_hash>/   training checkpoints of unfinished runs
     <out>/.locks/                            one lock file per run, held while the run is written
+    <out>/.staging/                          the journal: one entry per staging directory, held by its writer
 
 Everything is assembled in a hidden staging directory beside its final place and renamed into place only when
-complete, so the store never holds a half-written run, whatever interrupts the process. The writer holds a lock
-on its staging directory; a staging directory whose lock nobody holds (its writer was killed) is removed on the
-next use of the store. Files carry a sha256 in checksums.json, checked when they are read, so a file changed or
-truncated after it was written is reported, never read as if it were right.
+complete, so the store never holds a half-written run, whatever interrupts the process. The writer registers its
+staging directory in the journal and holds the entry's lock while it lives; a staging directory whose entry nobody
+holds (its writer was killed) is removed on the next use of the store. The store removes only what its journal
+names and the directory's mark confirms, never by name pattern, never through a link, and writes only where the
+real path lies inside the store. Files carry a sha256 in checksums.json, checked when they are read, so a file
+changed or truncated after it was written is reported, never read as if it were right.
 
 (Over 300 lines on purpose: this is the one module that knows the store's layout and its safety rules, staging,
 locks, checksums and publishing; split, the layout would be spelled in several places again.)
