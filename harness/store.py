@@ -8,12 +8,15 @@
     <out>/.pools/<task>/<key>/               cached reference pools
     <out>/.checkpoints/<task>/<method>/<config_hash>/   training checkpoints of unfinished runs
     <out>/.locks/                            one lock file per run, held while the run is written
+    <out>/.staging/                          the journal: one entry per staging directory, held by its writer
 
 Everything is assembled in a hidden staging directory beside its final place and renamed into place only when
-complete, so the store never holds a half-written run, whatever interrupts the process. The writer holds a lock
-on its staging directory; a staging directory whose lock nobody holds (its writer was killed) is removed on the
-next use of the store. Files carry a sha256 in checksums.json, checked when they are read, so a file changed or
-truncated after it was written is reported, never read as if it were right.
+complete, so the store never holds a half-written run, whatever interrupts the process. The writer registers its
+staging directory in the journal and holds the entry's lock while it lives; a staging directory whose entry nobody
+holds (its writer was killed) is removed on the next use of the store. The store removes only what its journal
+names and the directory's mark confirms, never by name pattern, never through a link, and writes only where the
+real path lies inside the store. Files carry a sha256 in checksums.json, checked when they are read, so a file
+changed or truncated after it was written is reported, never read as if it were right.
 
 (Over 300 lines on purpose: this is the one module that knows the store's layout and its safety rules, staging,
 locks, checksums and publishing; split, the layout would be spelled in several places again.)
@@ -478,9 +481,12 @@ def clean_stale(root: Path) -> list[Path]:
                 record = json.loads(os.read(fd, 1 << 16))
             except ValueError:
                 record = {}  # killed before the entry was written: nothing was made
-            if isinstance(record, dict) and _clean_entry(root, entry.stem, record):
-                removed.append(root / record["stage"])
-            entry.unlink(missing_ok=True)
+            try:
+                if isinstance(record, dict) and _clean_entry(root, entry.stem, record):
+                    removed.append(root / record["stage"])
+                entry.unlink(missing_ok=True)
+            except OSError as e:  # a store this user cannot write: left for a later use that can
+                log.warning("could not clean up after an interrupted writer (%s): %s", entry, e.strerror or e)
         finally:
             os.close(fd)
     return removed
@@ -505,10 +511,19 @@ def _clean_entry(root: Path, token: str, record: dict[str, Any]) -> bool:
 
 @contextmanager
 def locked(path: Path, what: str) -> Iterator[None]:
-    """Hold an exclusive lock on `path`, a directory or a file (created if needed); wait, saying so, while
-    another process holds it."""
+    """Hold an exclusive lock on `path`, a directory or a file (created if needed, never through a link); wait,
+    saying so, while another process holds it."""
     makedirs(path.parent)
-    fd = os.open(path, os.O_RDONLY) if path.is_dir() else os.open(path, os.O_CREAT | os.O_RDWR, 0o666 & ~UMASK)
+    try:
+        fd = (
+            os.open(path, os.O_RDONLY)
+            if path.is_dir()
+            else os.open(path, os.O_CREAT | os.O_RDWR | os.O_NOFOLLOW, 0o666 & ~UMASK)
+        )
+    except OSError as e:
+        if e.errno != errno.ELOOP:
+            raise
+        raise StoreError(f"{path} is a link, and the store never writes through links: remove it") from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -310,7 +310,8 @@ def damage(rng: random.Random, a: Arena) -> str:
         a.run / "results.json", a.run / "config.json", a.run / "checksums.json", a.run / "samples.jsonl",
         a.run / "offtarget.json", pool / "pool.jsonl", pool / "meta.json", pool / "checksums.json",
         a.boards / "index.html", a.boards / "toy" / "results.jsonl", a.boards / "toy" / ".published",
-        a.store / ".staging" / f"{'0' * 16}.json",
+        a.store / ".staging" / f"{'0' * 16}.json", a.store / ".locks" / f"toy.bon.{a.run.name}.lock",
+        a.store / ".checkpoints" / "toy", a.run / "evaluations",
     ]  # fmt: skip
     target = rng.choice(targets)
     how = rng.choice(["truncate", "flip", "empty object", "list", "directory", "link out", "delete", "journal"])

@@ -93,18 +93,34 @@ def test_gc_and_run_leave_a_users_hidden_directories_under_out_alone(tmp_path):
 
 
 def test_a_link_in_the_store_never_leads_a_removal_out_of_it(tmp_path):
-    """A store received from someone else: links named like staging directories, and a journal that names
-    directories the store never made, lead nothing to be removed."""
+    """A store received from someone else: links named like staging directories lead nothing to be removed."""
     victim = tmp_path / "victim"
     victim.mkdir()
     (victim / "precious.txt").write_text("keep")
-    mine = tmp_path / "S" / "notes" / ".draft.old-1"
-    mine.mkdir(parents=True)
-    (mine / "draft.txt").write_text("keep")
     out = tmp_path / "S"
+    out.mkdir()
     (out / ".x.partial-y").symlink_to(victim)
     (out / ".x.old-y").symlink_to(victim)
-    aged(victim / "precious.txt", victim, mine / "draft.txt", mine, out / ".x.partial-y", out / ".x.old-y")
+    aged(victim / "precious.txt", victim, out / ".x.partial-y", out / ".x.old-y")
+    before = snapshot(victim)
+    assert invoke("gc", "--out", out).exit_code == 0
+    toy_run(out)
+    assert snapshot(victim) == before
+    assert (out / ".x.partial-y").is_symlink() and (out / ".x.old-y").is_symlink()
+
+
+def test_a_forged_journal_entry_removes_nothing_the_store_did_not_make(tmp_path):
+    """Entries in the journal name directories outside the store, links, and a user's directory; none carries the
+    mark with the entry's token, so nothing is removed (the entries themselves are)."""
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "precious.txt").write_text("keep")
+    out = tmp_path / "S"
+    mine = out / "notes" / ".draft.old-1"
+    mine.mkdir(parents=True)
+    (mine / "draft.txt").write_text("keep")
+    (mine / ".staged").write_text("1" * 16)  # a mark, but not of the entry that names this directory
+    (out / ".x.partial-y").symlink_to(victim)
     (out / store.JOURNAL).mkdir()
     for token, stage in (("0" * 16, "../victim"), ("1" * 16, ".x.partial-y"), ("2" * 16, "notes/.draft.old-1")):
         entry = {"stage": stage, "final": "notes/draft", "kind": "old"}
@@ -113,7 +129,6 @@ def test_a_link_in_the_store_never_leads_a_removal_out_of_it(tmp_path):
     assert invoke("gc", "--out", out).exit_code == 0
     toy_run(out)
     assert snapshot(victim) == before and snapshot(mine) == mine_before
-    assert (out / ".x.partial-y").is_symlink() and (out / ".x.old-y").is_symlink()
     assert not list((out / store.JOURNAL).iterdir())  # the forged entries are gone, nothing they named
 
 

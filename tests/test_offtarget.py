@@ -193,7 +193,8 @@ def test_an_unknown_lm_eval_task_is_a_one_line_error(tiny_lm, tmp_path):
     name = tiny_aclsum(tiny_lm, tmp_path, "aclsum-offtarget-bad").name
     path = execute(resolve(name, "bon"), tmp_path / "runs").path
     before = (path / store.RESULTS).read_text()
-    proc = CliRunner().invoke(app, ["offtarget", str(path), "--tasks", "no_such_task", "--out", str(tmp_path)])
+    out = str(tmp_path / "runs")  # the run's own store: a run of another is refused (it is written beside)
+    proc = CliRunner().invoke(app, ["offtarget", str(path), "--tasks", "no_such_task", "--out", out])
     assert proc.exit_code == 2
     lines = [line for line in proc.output.splitlines() if line.strip()]
     assert len(lines) == 1 and "no_such_task" in lines[0] and "harness_imdb_heldout" in lines[0], proc.output

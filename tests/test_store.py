@@ -305,7 +305,7 @@ def _bad_task_files(tmp_path: Path) -> dict[str, str]:
     }
     for name, text in files.items():
         (tmp_path / name).write_bytes(text.encode("latin-1"))
-    toy = yaml.safe_load(Path(TASKS.target("toy")).read_text())
+    toy = yaml.safe_load(Path(TASKS.target("toy")).read_text()) | {"name": "toy-variant"}  # toy's own name is toy's
     variants = {
         "unknown-key.yaml": toy | {"colour": "blue"},
         "missing-builder.yaml": toy | {"builder": "no_such_module:build"},
