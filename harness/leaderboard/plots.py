@@ -26,6 +26,9 @@ MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "h", "<", ">", "p")
 SOURCES_WORD = {source: word for source, (word, _) in metrics.SOURCES.items()}
 
 
+KL_ROUNDING = 1e-12  # nats: an exact KL this small is 0 up to floating-point rounding (pi_ref against itself)
+
+
 def styles(methods: list[str]) -> dict[str, tuple[str, str]]:
     """(colour, marker) per method of a board, in name order."""
     return {m: (COLOURS[i % len(COLOURS)], MARKERS[i % len(MARKERS)]) for i, m in enumerate(sorted(methods))}
@@ -120,7 +123,7 @@ def plot(df: pd.DataFrame, task: str, y: str, path: Path, runs: list[dict[str, A
     y_lo, y_hi = shown[f"{y}_lo"].fillna(shown[y]), shown[f"{y}_hi"].fillna(shown[y])
     scale = ""
     if len(shown):
-        positive = shown.loc[shown["kl"] > 0, "kl"]
+        positive = shown.loc[shown["kl"] > KL_ROUNDING, "kl"]  # a KL within rounding of 0 does not set the scale
         log_x = len(positive) > 1 and positive.max() / positive.min() > 30
         xlim = _limits(x_lo.to_numpy(float), x_hi.to_numpy(float), metric_range("kl"))
         ylim = _limits(y_lo.to_numpy(float), y_hi.to_numpy(float), metric_range(y))
