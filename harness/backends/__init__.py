@@ -44,6 +44,13 @@ class BackendParams(BaseModel):
         "float32", description="Weights' dtype; 'auto': bfloat16 on a GPU, float32 on the CPU."
     )
     batch_size: int = Field(64, ge=1, description="Sequences per forward pass of the policy (halved on OOM).")
+    threads: int | None = Field(
+        None,
+        ge=1,
+        description="torch CPU threads of the run (torch.set_num_threads); None: torch's default, one per core. A "
+        "policy of a few million parameters samples several times faster on one thread, on a shared machine tens "
+        "of times (benchmarks/RESULTS.md).",
+    )
     static_cache: bool = Field(
         False, description="hf: a static KV cache in generate (compiled by transformers on a GPU)."
     )
@@ -128,6 +135,8 @@ def load_policy(path: str | Path, generation: GenerationConfig, params: BackendP
 
     from harness.backends.hf import HFPolicy
 
+    if params.threads is not None:
+        torch.set_num_threads(params.threads)
     device = resolve_device(params.device)
     dtype = params.dtype if params.dtype != "auto" else ("bfloat16" if device.startswith("cuda") else "float32")
     tokenizer = AutoTokenizer.from_pretrained(path)
