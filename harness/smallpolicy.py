@@ -186,7 +186,7 @@ def pretrain(config: PretrainConfig, work: Path) -> tuple[Any, Any]:
     tok_dir = work / "tokenizer"
     if not (tok_dir / "tokenizer.json").is_file():
         log.info("training the tokenizer on %d reviews", len(train_texts))
-        with store.staged(tok_dir) as stage:
+        with store.staged(tok_dir, work) as stage:
             train_tokenizer(train_texts, config.vocab_size, config.context).save_pretrained(stage)
     from transformers import PreTrainedTokenizerFast
 
@@ -266,7 +266,7 @@ def export(model: Any, tokenizer: Any, dest: Path) -> None:
     import torch
 
     model.generation_config.pad_token_id = tokenizer.pad_token_id
-    with store.staged(dest) as stage:
+    with store.staged(dest, dest.parent) as stage:
         model.to(torch.float16).save_pretrained(stage)
         tokenizer.save_pretrained(stage)
         store.seal(stage)
