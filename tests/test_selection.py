@@ -16,7 +16,7 @@ from harness.evaluate import outputs_of
 from harness.method import RunContext
 from harness.methods.bon import BoNPolicy
 from harness.methods.rbon import RBoNPolicy
-from harness.methods.softbon import SoftBoN, SoftBoNConfig, SoftBoNPolicy
+from harness.methods.softbon import MIN_LAMBDA, SoftBoN, SoftBoNConfig, SoftBoNPolicy
 from harness.policy import enumerate_prompt
 from harness.pool import PoolCache
 from harness.selection import rewards_apart, subsets_in_rounds
@@ -110,9 +110,9 @@ def test_samples_match_the_exact_distribution(toy, make, other):
 
 def test_pooled_outputs_are_picked_from_their_candidates_in_the_pool(toy, tmp_path):
     """With the shared pool, each output is one of its n candidates, n distinct samples of the prompt's pool (the
-    best of them as lambda -> 0), with that sample's reward; `generate` picks the same outputs."""
+    best of them at the smallest lambda), with that sample's reward; `generate` picks the same outputs."""
     ctx = RunContext(task=toy, seed=0, out_dir=tmp_path, pools=PoolCache(tmp_path))
-    policy = SoftBoN(SoftBoNConfig(n=4, **{"lambda": 1e-3})).align(ctx)
+    policy = SoftBoN(SoftBoNConfig(n=4, **{"lambda": MIN_LAMBDA})).align(ctx)
     assert isinstance(policy, SoftBoNPolicy) and policy.candidates is not None
     out = policy.pooled(3, 64)
     assert out is not None and out.candidates is not None
@@ -262,7 +262,11 @@ def test_best_of_n_kl_reaches_the_bound_only_where_no_output_carries_mass(toy):
 @pytest.mark.parametrize(
     ("method", "param", "message"),
     [
-        ("softbon", "lambda=0", "invalid softbon config: lambda = 0: Input should be greater than 0"),
+        (
+            "softbon",
+            "lambda=0",
+            f"invalid softbon config: lambda = 0: Input should be greater than or equal to {MIN_LAMBDA}",
+        ),
         ("softbon", "n=0", "invalid softbon config: n = 0: Input should be greater than or equal to 1"),
         ("rbon", "beta=-0.5", "invalid rbon config: beta = -0.5: Input should be greater than or equal to 0"),
         ("rbon", "n=0", "invalid rbon config: n = 0: Input should be greater than or equal to 1"),
