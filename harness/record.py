@@ -110,21 +110,19 @@ class RecordError(ValueError):
 
 def checked(results: dict[str, Any], where: str) -> dict[str, Any]:
     """`results`, after checking it against the schema; RecordError names the first bad field."""
-    try:
-        RunRecord.model_validate(results)
-    except ValidationError as e:
-        err = e.errors()[0]
-        loc = ".".join(str(x) for x in err["loc"])
-        raise RecordError(f"{where}: not a results record: {loc}: {err['msg']}") from None
-    return results
+    return _validated(RunRecord, results, where, "a results record")
 
 
 def checked_offtarget(entry: dict[str, Any], where: str) -> dict[str, Any]:
     """`entry`, after checking it against the off-target schema; RecordError names the first bad field."""
+    return _validated(OfftargetRecord, entry, where, "an off-target record")
+
+
+def _validated(schema: type[BaseModel], obj: dict[str, Any], where: str, what: str) -> dict[str, Any]:
     try:
-        OfftargetRecord.model_validate(entry)
+        schema.model_validate(obj)
     except ValidationError as e:
         err = e.errors()[0]
         loc = ".".join(str(x) for x in err["loc"])
-        raise RecordError(f"{where}: not an off-target record: {loc}: {err['msg']}") from None
-    return entry
+        raise RecordError(f"{where}: not {what}: {loc}: {err['msg']}") from None
+    return obj
