@@ -35,15 +35,18 @@ class Check:
 
 @dataclass(frozen=True)
 class Tolerance:
-    """|a - b| <= atol + rtol * max(|a|, |b|) for every value compared; 0 and 0: identical."""
+    """|a - b| <= atol + rtol * scale for every value compared, where the scale of a metric's summary (mean, standard
+    error, interval, number of prompts) is the largest |value| of its mean and interval on either side, and of any
+    other value max(|a|, |b|): a standard error is compared on its metric's scale, so that rounding (an exact
+    quantity's se, 0 on one CPU and 1e-17 on another) is not a relative difference of 100%. 0 and 0: identical."""
 
     rtol: float = 0.0
     atol: float = 0.0
 
-    def holds(self, a: float | int | None, b: float | int | None) -> bool:
+    def holds(self, a: float | int | None, b: float | int | None, scale: float = 0.0) -> bool:
         if a is None or b is None:
             return a is b
-        return a == b or abs(a - b) <= self.atol + self.rtol * max(abs(a), abs(b))
+        return a == b or abs(a - b) <= self.atol + self.rtol * max(abs(a), abs(b), scale)
 
     def __str__(self) -> str:
         return f"rtol {self.rtol:g}, atol {self.atol:g}"
@@ -52,27 +55,31 @@ class Tolerance:
 EXACT = Tolerance()
 
 
-def _pairs(p: dict[str, Any], r: dict[str, Any]) -> list[tuple[Any, Any]]:
-    """The values of two metric summaries side by side: mean, se, the interval's ends, the number of prompts."""
-    return [(p["mean"], r["mean"]), (p["se"], r["se"]), *zip(p["ci95"], r["ci95"], strict=True)] + [
-        (p["n_prompts"], r["n_prompts"])
-    ]
+def _pairs(p: dict[str, Any], r: dict[str, Any]) -> list[tuple[Any, Any, float]]:
+    """The values of two metric summaries side by side (mean, se, the interval's ends, the number of prompts), each
+    with the summaries' scale (Tolerance)."""
+    scale = max((abs(x) for x in (p["mean"], r["mean"], *p["ci95"], *r["ci95"]) if x is not None), default=0.0)
+    pairs = [(p["mean"], r["mean"]), (p["se"], r["se"]), *zip(p["ci95"], r["ci95"], strict=True)]
+    return [(a, b, scale) for a, b in pairs] + [(p["n_prompts"], r["n_prompts"], 0.0)]
 
 
-def _difference(pairs: list[tuple[Any, Any]]) -> float:
+def _difference(pairs: list[tuple[Any, Any, float]]) -> float:
     """The largest |a - b| over pairs (infinite where one of a pair is None and the other is not)."""
-    return max((0.0 if a is b else float("inf")) if a is None or b is None else float(abs(a - b)) for a, b in pairs)
+    return max(
+        (0.0 if a is b else float("inf")) if a is None or b is None else float(abs(a - b)) for a, b, _ in pairs
+    )
 
 
 def _check(
     quantity: str,
     published: float | None,
     reproduced: float | None,
-    pairs: list[tuple[Any, Any]],
+    pairs: list[tuple[Any, Any, float]],
     tol: Tolerance,
     note: str = "",
 ) -> Check:
-    return Check(quantity, published, reproduced, _difference(pairs), all(tol.holds(a, b) for a, b in pairs), note)
+    ok = all(tol.holds(a, b, scale) for a, b, scale in pairs)
+    return Check(quantity, published, reproduced, _difference(pairs), ok, note)
 
 
 def _metric(name: str, p: dict[str, Any] | None, r: dict[str, Any] | None, tol: Tolerance) -> Check:
@@ -118,7 +125,7 @@ def compare(published: dict[str, Any], reproduced: dict[str, Any], tol: Toleranc
     pc, rc = published["cost"], reproduced["cost"]
     changed = [k for k in COST if not tol.holds(pc.get(k), rc.get(k))]
     note = f"differs in {', '.join(changed)}" if changed else ""
-    checks.append(_check("cost", None, None, [(pc.get(k), rc.get(k)) for k in COST], tol, note))
+    checks.append(_check("cost", None, None, [(pc.get(k), rc.get(k), 0.0) for k in COST], tol, note))
     return checks
 
 

@@ -153,6 +153,22 @@ def test_reproduce_gives_identical_numbers_and_fails_on_a_changed_one(board):
     assert done.exit_code == 2 and "no published run of task 'toy'" in done.output
 
 
+def test_a_standard_error_is_compared_on_its_metric_s_scale():
+    """An exact quantity's se is rounding (0 on one CPU, 7e-18 on another, as imdb's kl_bon_beirami): within any
+    relative tolerance of its metric; a moved mean is not."""
+    from harness.reproduce import Tolerance, compare
+
+    def record(mean: float, se: float) -> dict:
+        summary = {"id": "kl_bon_beirami@1", "mean": mean, "se": se, "ci95": [mean, mean], "n_prompts": 32}
+        return {"metrics": {"kl_bon_beirami": summary}, "cost": {"samples_per_output": 8}}
+
+    published = record(1.7747168677688827, 0.0)
+    assert [c.ok for c in compare(published, record(1.7747168677688827, 7.05e-18))][0] is False  # exact by default
+    assert all(c.ok for c in compare(published, record(1.7747168677688827, 7.05e-18), Tolerance(rtol=1e-12)))
+    assert not compare(published, record(1.7747168677688827 * (1 + 1e-9), 0.0), Tolerance(rtol=1e-12))[0].ok
+    assert not compare(published, record(1.7747168677688827, 1e-3), Tolerance(rtol=1e-6))[0].ok
+
+
 def test_reproduce_calls_a_row_of_an_older_method_version_stale(board, monkeypatch):
     monkeypatch.setattr(METHODS.get("bon"), "version", 2)
     done = reproduce(board, "--method", "bon")
