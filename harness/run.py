@@ -89,8 +89,7 @@ def resolve(
 ) -> RunSpec:
     """Validate everything before any work: names, method hyperparameters (task defaults, then `params`),
     evaluation settings (task defaults, then `evaluation`)."""
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= seeding.MAX_SEED:
-        raise ConfigError(f"seed = {seed!r}: a seed is a whole number from 0 to {seeding.MAX_SEED}")
+    check_seed(seed)
     task_config = with_evaluation(load_task(task), evaluation)
     builder(task_config)  # importable and callable, before any work
     require_backend(task_config.params)
@@ -108,6 +107,14 @@ def resolve(
         seed=seed,
         threads=threads.run_threads(),
     )
+
+
+def check_seed(seed: Any, given: str | None = None) -> int:
+    """`seed`, where it is a whole number from 0 to seeding.MAX_SEED; else a ConfigError naming it as the user
+    gave it (`given`, e.g. `--seed -1`; by default `seed = -1`)."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= seeding.MAX_SEED:
+        raise ConfigError(f"{given or f'seed = {seed!r}'}: a seed is a whole number from 0 to {seeding.MAX_SEED}")
+    return seed
 
 
 def with_evaluation(task_config: TaskConfig, overrides: dict[str, Any] | None) -> TaskConfig:
