@@ -14,7 +14,7 @@ from rich.table import Table
 
 from harness.confighelp import describe
 from harness.confighelp import show as show_value
-from harness.metrics import TRAIN, preferred, split_id
+from harness.metrics import CATALOGUE, QUANTITIES, TRAIN, preferred, split_id
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -56,18 +56,16 @@ def print_versions(ids: Iterable[str]) -> None:
         console.print(line, style="dim", highlight=False, markup=False)
 
 
-FAMILIES = ("reward", "gold_reward", "win_rate", "kl")  # the order of a run's metrics in its tables
-
-
 def in_order(names: Iterable[str]) -> list[str]:
-    """Metric names grouped by what they measure (each estimate beside its exact value), whatever order a dict
-    holds them in: a fresh run's results and the same results read back from results.json (whose keys are
-    sorted) print alike. Other metrics (a task's own) follow, by name; the same on training prompts after all."""
+    """Metric names grouped by the quantity they measure (harness.metrics.QUANTITIES, in its order; each estimate
+    beside its exact value), whatever order a dict holds them in: a fresh run's results and the same results read
+    back from results.json (whose keys are sorted) print alike. Other metrics (a task's own) follow, by name; the
+    same on training prompts after all."""
 
     def key(name: str) -> tuple[bool, int, str]:
         on_train = name.endswith(TRAIN)
         base = name.removesuffix(TRAIN).removesuffix("_exact")
-        family = next((i for i, f in enumerate(FAMILIES) if base == f or base.startswith(f"{f}_")), len(FAMILIES))
+        family = next((i for i, q in enumerate(QUANTITIES) if base == q or base.startswith(f"{q}_")), len(QUANTITIES))
         return on_train, family, name
 
     return sorted(names, key=key)
@@ -218,18 +216,16 @@ def print_reproduced(outcome: Any) -> None:
 
 def cell_line(outcome: Outcome) -> str:
     """'toy bon n=4 seed 0: 2.1 s, reward 2.3750 (exact), win_rate 0.7012 (exact), kl 0.5102 (exact)': the
-    leaderboard's headline value of each metric the run has, with its source."""
-    from harness.leaderboard.table import SOURCES
-
+    headline value of each quantity the run has, with its source."""
     c = outcome.cell
     head = " ".join([c.task, c.method, *(f"{k}={show_value(v)}" for k, v in c.params.items()), f"seed {c.seed}"])
     if outcome.error:
         return f"{head}: failed: {outcome.error}"
     parts = ["reused" if outcome.reused else f"{outcome.seconds:.1f} s"]
-    for column, sources in SOURCES.items():
-        found = next(((key, source) for key, source in sources if key in outcome.metrics), None)
+    for column, q in QUANTITIES.items():
+        found = next((name for name in q.estimators if name in outcome.metrics), None)
         if found is not None:
-            parts.append(f"{column} {outcome.metrics[found[0]]:.4f} ({found[1]})")
+            parts.append(f"{column} {outcome.metrics[found]:.4f} ({CATALOGUE[found].source})")
     return f"{head}: {', '.join(parts)}"
 
 
