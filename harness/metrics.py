@@ -1,6 +1,7 @@
-"""The metric catalogue: every metric the harness reports, with its version, range, direction and label, and the
-order in which estimators of one quantity stand in for each other. Evaluation, off-target evaluation, the
-leaderboard and the command line all read these facts here. Definitions and sources: docs/formulas.md.
+"""The metric catalogue: every metric the harness reports, with its version, range, direction, label and source
+(how it is computed), and the headline quantities (proxy reward, gold reward, win rate, KL) with their headers and
+the order in which their estimators stand in for each other. Evaluation, off-target evaluation, the leaderboard and
+the command line all read these facts here. Definitions and sources: docs/formulas.md.
 
 A stored value carries its metric's id, `<name>@<version>`: bump a version whenever the definition changes. A
 task's own metric (e.g. `rouge_l` of aclsum) is versioned here too when the harness knows it, and otherwise with
@@ -23,7 +24,7 @@ class Metric:
     lo: float = -INF  # the range its values lie in (an estimate may be clipped to it only in an interval)
     hi: float = INF
     better: str | None = "higher"  # "higher", "lower", or None where neither is better (KL, length)
-    source: str = "MC"  # how it is computed, for a leaderboard column that reads several estimators
+    source: str = "MC"  # how it is computed (a key of SOURCES), for a column that reads several estimators
 
     @property
     def range(self) -> tuple[float, float]:
@@ -69,33 +70,67 @@ CATALOGUE |= {
     for name in MEASURED
 }
 
-# Each quantity that several estimators measure, with the estimators in order of preference: a report uses the
-# first one stored (exact where the output space is enumerable, then Monte Carlo, then soft best-of-n's density
-# ratio from a reward law of reference samples, then, for the KL of best-of-n policies, Beirami et al.'s estimate
-# and the log n - (n-1)/n bound).
-KL_PREFERENCE = ("kl_exact", "kl_mc", "kl_pool", "kl_bon_beirami", "kl_bon_bound")
-PREFERENCE: dict[str, tuple[str, ...]] = {
-    "reward": ("reward_exact", "reward"),
-    "gold_reward": ("gold_reward_exact", "gold_reward"),
-    "win_rate": ("win_rate_exact", "win_rate"),
-    "kl": KL_PREFERENCE,
-}
-ALSO_STORED = {"kl": ("kl_k3",)}  # further estimators of a quantity that are never its headline value
-CURVE = ("reward", "gold_reward", "win_rate", "kl_bon_bound", "kl_bon_beirami")  # the best-of-n curve's metrics
 
-# How each source of a quantity is computed: its word on a plot's axis, and its description in a board's notes.
-SOURCES: dict[str, tuple[str, str]] = {
-    "exact": ("exact", "computed by enumerating every completion"),
-    "MC": ("Monte Carlo", "Monte Carlo estimate from the policy's samples (k1 for KL)"),
-    "k3": ("k3", "the k3 estimate from per-token log-probabilities"),
-    "pool": (
+@dataclass(frozen=True)
+class Source:
+    """How a stored value is computed (`Metric.source`): its word on a plot's axis, its description in a board's
+    notes (where the key itself names it in cells and headers)."""
+
+    word: str
+    description: str
+
+
+SOURCES: dict[str, Source] = {
+    "exact": Source("exact", "computed by enumerating every completion"),
+    "MC": Source("Monte Carlo", "Monte Carlo estimate from the policy's samples (k1 for KL)"),
+    "k3": Source("k3", "the k3 estimate from per-token log-probabilities"),
+    "pool": Source(
         "pool",
         "the mean over the outputs of log pi/pi_ref, the ratio computed from the reward law of the reference samples "
         "independent of each output",
     ),
-    "Beirami": ("Beirami", "the Beirami et al. (2024) estimate of the KL of best-of-n"),
-    "bound": ("bound", "log n - (n-1)/n, an upper bound on the KL of best-of-n"),
+    "Beirami": Source("Beirami", "the Beirami et al. (2024) estimate of the KL of best-of-n"),
+    "bound": Source("bound", "log n - (n-1)/n, an upper bound on the KL of best-of-n"),
 }
+
+
+@dataclass(frozen=True)
+class Quantity:
+    """A headline quantity: one leaderboard column, plot axis and line of a sweep's log, whose value is the first
+    of its estimators that a run stores."""
+
+    name: str
+    header: str  # its name in column headers and plot titles
+    estimators: tuple[str, ...]  # catalogue names, in order of preference
+    missing: str  # why a board's column can be empty (its footnote)
+    also_stored: tuple[str, ...] = ()  # estimators kept beside it in leaderboard.csv, never its headline value
+
+    @property
+    def label(self) -> str:
+        return CATALOGUE[self.estimators[0]].label
+
+
+# The headline quantities, in the order tables show them. Each prefers the exact value where the output space is
+# enumerable, then Monte Carlo, then soft best-of-n's density ratio from a reward law of reference samples, then,
+# for the KL of best-of-n policies, Beirami et al.'s estimate and the log n - (n-1)/n bound.
+QUANTITIES: dict[str, Quantity] = {
+    q.name: q
+    for q in (
+        Quantity("reward", "proxy reward", ("reward_exact", "reward"), "the run stored no proxy reward"),
+        Quantity(
+            "gold_reward", "gold reward", ("gold_reward_exact", "gold_reward"), "the task has no gold reward model"
+        ),
+        Quantity("win_rate", "win rate", ("win_rate_exact", "win_rate"), "the run stored no win rate"),
+        Quantity(
+            "kl",
+            "KL",
+            ("kl_exact", "kl_mc", "kl_pool", "kl_bon_beirami", "kl_bon_bound"),
+            "no KL estimator applies: the policy has no log-probabilities and none of the pool's estimators fits it",
+            also_stored=("kl_k3",),
+        ),
+    )
+}
+CURVE = ("reward", "gold_reward", "win_rate", "kl_bon_bound", "kl_bon_beirami")  # the best-of-n curve's metrics
 
 # lm-eval scores (leaderboard columns `<lm-eval task>:<metric>`) lie in [0, 1] when their metric is one of these.
 UNIT_SCORES = ("acc", "acc_norm", "exact_match", "f1")
@@ -113,10 +148,10 @@ def split_id(metric: str) -> tuple[str, str]:
 
 
 def metric_range(name: str) -> tuple[float, float]:
-    """The range of a metric's values, or of a leaderboard column's (a quantity of PREFERENCE, an lm-eval
+    """The range of a metric's values, or of a leaderboard column's (a quantity of QUANTITIES, an lm-eval
     score); (-inf, inf) where it has none."""
-    if name in PREFERENCE:
-        name = PREFERENCE[name][0]
+    if name in QUANTITIES:
+        name = QUANTITIES[name].estimators[0]
     if name in CATALOGUE:
         return CATALOGUE[name].range
     if ":" in name and name.split(":", 1)[1].split(",")[0] in UNIT_SCORES:  # an lm-eval score
@@ -125,12 +160,12 @@ def metric_range(name: str) -> tuple[float, float]:
 
 
 def label(name: str) -> str:
-    """The human label of a metric or of a quantity of PREFERENCE."""
-    if name in PREFERENCE:
-        name = PREFERENCE[name][0]
+    """The human label of a metric or of a quantity of QUANTITIES."""
+    if name in QUANTITIES:
+        return QUANTITIES[name].label
     return CATALOGUE[name].label if name in CATALOGUE else name
 
 
 def preferred(metrics: dict[str, Any], quantity: str) -> tuple[str, Any] | None:
     """(name, stored value) of the first estimator of `quantity` that `metrics` holds, or None."""
-    return next(((n, metrics[n]) for n in PREFERENCE[quantity] if n in metrics), None)
+    return next(((n, metrics[n]) for n in QUANTITIES[quantity].estimators if n in metrics), None)

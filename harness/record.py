@@ -86,6 +86,11 @@ class RunRecord(_Record):
         None, description="Only in records written before off-target results became a record of their own."
     )
 
+    def to_results(self) -> dict[str, Any]:
+        """The record as results.json holds it (and as `harness.run` returns it): JSON types, and only the fields
+        that were given, so that a record without an optional field is written without it."""
+        return self.model_dump(mode="json", exclude_unset=True)
+
 
 class LmEvalScores(_Record):
     weights: str = Field(description="Which weights lm-eval scored: the trained ones, or pi_ref's.")

@@ -21,6 +21,7 @@ from harness.identity import HASH_SCHEME, LEGACY_BUILDER, identity, implementati
 from harness.method import METHODS, AlignedPolicy, Method, MethodConfig, RunContext, TrainingCost
 from harness.pool import PoolCache
 from harness.provenance import provenance
+from harness.record import Cost, Implementation, Provenance, RunRecord, TaskInfo, Timing
 from harness.task import (
     ConfigError,
     Task,
@@ -89,8 +90,7 @@ def resolve(
 ) -> RunSpec:
     """Validate everything before any work: names, method hyperparameters (task defaults, then `params`),
     evaluation settings (task defaults, then `evaluation`)."""
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= seeding.MAX_SEED:
-        raise ConfigError(f"seed = {seed!r}: a seed is a whole number from 0 to {seeding.MAX_SEED}")
+    check_seed(seed)
     task_config = with_evaluation(load_task(task), evaluation)
     builder(task_config)  # importable and callable, before any work
     require_backend(task_config.params)
@@ -108,6 +108,14 @@ def resolve(
         seed=seed,
         threads=threads.run_threads(),
     )
+
+
+def check_seed(seed: Any, given: str | None = None) -> int:
+    """`seed`, where it is a whole number from 0 to seeding.MAX_SEED; else a ConfigError naming it as the user
+    gave it (`given`, e.g. `--seed -1`; by default `seed = -1`)."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= seeding.MAX_SEED:
+        raise ConfigError(f"{given or f'seed = {seed!r}'}: a seed is a whole number from 0 to {seeding.MAX_SEED}")
+    return seed
 
 
 def with_evaluation(task_config: TaskConfig, overrides: dict[str, Any] | None) -> TaskConfig:
@@ -182,31 +190,37 @@ def _compute(spec: RunSpec, out: Path, final: Path, checkpoints: Path) -> dict[s
         policy = spec.method(spec.config).align(ctx)
         evaluation = evaluate(task, policy, spec.seed, pools)
         write_samples(stage, evaluation)
-        results = {
-            "harness_version": harness.__version__,
-            "task": {
-                "name": spec.task.name,
-                "version": spec.task.version,
-                "backend": backend_of(task),
-                "metadata": task.metadata,
-            },
-            "method": spec.method_name,
-            "implementation": implementation(spec.method),
-            "config_hash": spec.hash(),
-            "seed": spec.seed,
-            "metrics": evaluation.metrics,
-            "bon_curve": evaluation.bon_curve,
-            "cost": evaluation.cost,
-            "provenance": provenance(spec.threads, device_of(task)),
-            "timing": {
-                "started_at": started.isoformat(),
-                "wall_seconds": round(time.perf_counter() - t0, 3),
-                "training_seconds": policy.training.seconds,
-            },
-        }
+        record = RunRecord(
+            harness_version=harness.__version__,
+            task=TaskInfo(
+                name=spec.task.name, version=spec.task.version, backend=backend_of(task), metadata=task.metadata
+            ),
+            method=spec.method_name,
+            implementation=Implementation(**implementation(spec.method)),
+            config_hash=spec.hash(),
+            seed=spec.seed,
+            **evaluated(evaluation, spec, task),
+            timing=Timing(
+                started_at=started.isoformat(),
+                wall_seconds=round(time.perf_counter() - t0, 3),
+                training_seconds=policy.training.seconds,
+            ),
+        )
+        results = record.to_results()
         store.write_results(stage, results)
         store.seal(stage, later=(store.OFFTARGET,))
     return results
+
+
+def evaluated(evaluation: Evaluation, spec: RunSpec, task: Task) -> dict[str, Any]:
+    """The fields of a results record that an evaluation gives: its metrics, best-of-n curve and cost, and what
+    computed them."""
+    return {
+        "metrics": evaluation.metrics,
+        "bon_curve": evaluation.bon_curve,
+        "cost": Cost(**evaluation.cost),
+        "provenance": Provenance(**provenance(spec.threads, device_of(task))),
+    }
 
 
 def write_samples(stage: Path, evaluation: Evaluation) -> None:
@@ -298,17 +312,19 @@ def _reevaluate(run_dir: Path, out: Path, spec: RunSpec, evaluation: dict[str, A
     pools = PoolCache(out, spec.threads)
     policy = load_aligned(run_dir, spec, task, pools)
     result = evaluate(task, policy, spec.seed, pools)
-    stored = {k: v for k, v in store.read_run(run_dir)[1].items() if k != "offtarget"}  # the run's, not this one's
-    results = stored | {
-        "task": stored["task"] | {"backend": backend_of(task)},
-        "evaluation": settings,
-        "metrics": result.metrics,
-        "bon_curve": result.bon_curve,
-        "cost": result.cost,
-        "provenance": provenance(spec.threads, device_of(task)),
-        "timing": stored.get("timing", {})
-        | {"started_at": datetime.now(UTC).isoformat(), "wall_seconds": round(time.perf_counter() - t0, 3)},
-    }
+    run = {k: v for k, v in store.read_run(run_dir)[1].items() if k != "offtarget"}  # the run's, not this one's
+    # the run's record, with what this evaluation gives in place of the run's own evaluation
+    record = RunRecord.model_validate(
+        run
+        | evaluated(result, spec, task)
+        | {
+            "task": run["task"] | {"backend": backend_of(task)},
+            "evaluation": settings,
+            "timing": run.get("timing", {})
+            | {"started_at": datetime.now(UTC).isoformat(), "wall_seconds": round(time.perf_counter() - t0, 3)},
+        }
+    )
+    results = record.to_results()
     with store.staged(final, out) as stage:
         write_samples(stage, result)
         store.write_results(stage, results)

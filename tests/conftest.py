@@ -1,12 +1,21 @@
+"""Fixtures and helpers shared by the test modules: the toy task, the CLI run in-process, task files derived from
+toy and aclsum, a tiny language model."""
+
 from __future__ import annotations
 
+import json
 import signal
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
+import yaml
+from typer.testing import CliRunner, Result
 
 from harness.policy import enumerate_prompt
-from harness.task import Task, build_task, load_task
+from harness.task import TASKS, Task, TaskConfig, build_task, load_task
 
 
 @pytest.fixture(scope="session")
@@ -48,3 +57,73 @@ def tiny_lm(tmp_path_factory):
     GPT2LMHeadModel(config).save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
+
+
+@pytest.fixture(scope="session")
+def invoke() -> Callable[..., Result]:
+    """`harness ARGS` run in-process (typer's CliRunner): `invoke("run", "--method", "bon", ...)`, with `env` to
+    set variables such as COLUMNS; the result holds the exit code and the output."""
+    from harness.cli import app
+
+    runner = CliRunner()
+
+    def run(*args: str, env: dict[str, str] | None = None) -> Result:
+        return runner.invoke(app, list(args), env=env)
+
+    return run
+
+
+@pytest.fixture
+def toy_run(invoke) -> Callable[..., Path]:
+    """`toy_run(out, *extra)`: `harness run --method bon --task toy --n 2` into the store `out`; its run directory."""
+
+    def run(out: Path, *extra: str) -> Path:
+        result = invoke("run", "--method", "bon", "--task", "toy", "--n", "2", "--out", str(out), *extra)
+        assert result.exit_code == 0, result.output
+        runs = (p.parent for p in sorted(out.glob("*/*/*/results.json")))
+        return next(p for p in runs if json.loads((p / "config.json").read_text())["method"]["n"] == 2)
+
+    return run
+
+
+def toy_yaml(path: Path, name: str, params: dict[str, Any] | None = None, **changes: Any) -> Path:
+    """A task file at `path`: toy's YAML under another `name`, its params updated by `params` and its top-level
+    keys replaced by `changes`."""
+    config = yaml.safe_load(Path(TASKS.target("toy")).read_text()) | {"name": name} | changes
+    config["params"] = config["params"] | (params or {})
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def one_error_line(result: Result) -> str:
+    """The one line that a command refusing bad input prints (exit status 2, `error: ...`)."""
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1, result.output
+    assert lines[0].startswith("error: ")
+    return lines[0]
+
+
+@pytest.fixture(scope="session")
+def tiny_aclsum(tiny_lm) -> Callable[..., TaskConfig]:
+    """`tiny_aclsum(folder, name)`: the aclsum task with the tiny policy and small sizes, written to `folder` and
+    registered under `name`."""
+
+    def task(folder: Path, name: str = "aclsum-tiny") -> TaskConfig:
+        config = yaml.safe_load(Path(TASKS.target("aclsum")).read_text())
+        config["name"] = name
+        config["params"] |= {
+            "policy": str(tiny_lm),
+            "n_eval_prompts": 3,
+            "n_train_prompts": 4,
+            "max_source_tokens": 400,
+        }
+        config["generation"]["max_new_tokens"] = 8
+        config["evaluation"] = {"samples_per_prompt": 4, "reference_samples": 4, "pool_size": 4, "bootstrap": 200}
+        config["methods"]["dpo"] |= {"steps": 2, "prompts_per_step": 2, "pool_size": 4, "checkpoint_every": 2}
+        path = folder / f"{name}.yaml"
+        path.write_text(yaml.safe_dump(config))
+        TASKS.register(name, str(path))
+        return load_task(name)
+
+    return task

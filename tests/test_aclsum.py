@@ -2,34 +2,17 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
-import yaml
 
 from harness.policy import Completions
-from harness.task import TASKS, build_task, load_task
+from harness.task import build_task
 from harness.tasks.aclsum import ASPECTS, load_papers
 
 
-def tiny_aclsum(tiny_lm, tmp_path, name="aclsum-tiny"):
-    """The aclsum task with the tiny policy and small sizes, registered under `name`."""
-    config = yaml.safe_load(Path(TASKS.target("aclsum")).read_text())
-    config["name"] = name
-    config["params"] |= {"policy": str(tiny_lm), "n_eval_prompts": 3, "n_train_prompts": 4, "max_source_tokens": 400}
-    config["generation"]["max_new_tokens"] = 8
-    config["evaluation"] = {"samples_per_prompt": 4, "reference_samples": 4, "pool_size": 4, "bootstrap": 200}
-    config["methods"]["dpo"] |= {"steps": 2, "prompts_per_step": 2, "pool_size": 4, "checkpoint_every": 2}
-    path = tmp_path / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(config))
-    TASKS.register(name, str(path))
-    return load_task(name)
-
-
 @pytest.fixture(scope="module")
-def task(tiny_lm, tmp_path_factory):
-    return build_task(tiny_aclsum(tiny_lm, tmp_path_factory.mktemp("aclsum")))
+def task(tiny_aclsum, tmp_path_factory):
+    return build_task(tiny_aclsum(tmp_path_factory.mktemp("aclsum")))
 
 
 def test_papers_load_as_plain_text_with_every_aspect():
@@ -81,10 +64,10 @@ def test_a_longer_summary_pays_the_length_penalty(task):
     assert _score(task.reward, prompt, [padded])[0] == pytest.approx(expected, abs=1e-6)
 
 
-def test_bon_and_a_trained_method_run_end_to_end(tiny_lm, tmp_path):
+def test_bon_and_a_trained_method_run_end_to_end(tiny_aclsum, tmp_path):
     from harness.run import execute, resolve
 
-    name = tiny_aclsum(tiny_lm, tmp_path).name
+    name = tiny_aclsum(tmp_path).name
     bon = execute(resolve(name, "bon", {"n": 4}), tmp_path / "runs").results
     assert {"reward", "gold_reward", "win_rate", "rouge_l", "kl_bon_beirami"} <= set(bon["metrics"])
     assert bon["metrics"]["rouge_l"]["id"] == "rouge_l@1"
@@ -95,10 +78,10 @@ def test_bon_and_a_trained_method_run_end_to_end(tiny_lm, tmp_path):
         assert np.isfinite(results["metrics"]["rouge_l"]["mean"])
 
 
-def test_asking_for_more_prompts_than_the_split_has_is_a_clear_error(tiny_lm, tmp_path):
+def test_asking_for_more_prompts_than_the_split_has_is_a_clear_error(tiny_aclsum, tmp_path):
     from harness.task import ConfigError
 
-    config = tiny_aclsum(tiny_lm, tmp_path, "aclsum-many")
+    config = tiny_aclsum(tmp_path, "aclsum-many")
     config.params |= {"n_eval_prompts": 297, "max_source_tokens": 100}
     with pytest.raises(ConfigError, match="297 test prompts asked for; the test split has .* max_source_tokens = 100"):
         build_task(config)

@@ -13,22 +13,16 @@ from pathlib import Path
 
 import pytest
 import yaml
-from typer.testing import CliRunner
 
 from harness.cli import app
 from harness.confighelp import FieldHelp, describe
 from harness.method import METHODS
 from harness.run import execute, resolve
 from harness.task import TASKS
-from tests.conftest import interruptible
+from tests.conftest import interruptible, one_error_line, toy_yaml
 
-runner = CliRunner()
 METRICS = ("reward", "win_rate", "kl_exact", "kl_bon_bound", "kl_bon_beirami", "kl_mc")
 METRIC_ID = re.compile(r"\w@\d")  # a stored metric id such as reward@1, which a reader takes for n = 1
-
-
-def invoke(*args: str):
-    return runner.invoke(app, list(args))
 
 
 def only_run(out: Path) -> Path:
@@ -37,7 +31,7 @@ def only_run(out: Path) -> Path:
     return runs[0]
 
 
-def test_run_writes_a_complete_run(tmp_path):
+def test_run_writes_a_complete_run(invoke, tmp_path):
     result = invoke("run", "--method", "bon", "--task", "toy", "--n", "4", "--out", str(tmp_path))
     assert result.exit_code == 0, result.output
     path = only_run(tmp_path)
@@ -77,7 +71,7 @@ def test_run_metrics_agree_with_their_exact_values(tmp_path, n, pool_size):
     assert m["kl_exact"]["mean"] < m["kl_bon_beirami"]["mean"] < m["kl_bon_bound"]["mean"]
 
 
-def test_finished_config_is_not_recomputed_unless_forced(tmp_path):
+def test_finished_config_is_not_recomputed_unless_forced(invoke, tmp_path):
     args = ("run", "--method", "bon", "--task", "toy", "--n", "2", "--out", str(tmp_path))
     assert invoke(*args).exit_code == 0
     path = only_run(tmp_path)
@@ -91,7 +85,7 @@ def test_finished_config_is_not_recomputed_unless_forced(tmp_path):
     assert not [p for p in (tmp_path / "toy" / "bon").iterdir() if p.name.startswith(".")]
 
 
-def test_same_seed_gives_identical_results(tmp_path):
+def test_same_seed_gives_identical_results(invoke, tmp_path):
     for out in ("a", "b"):
         assert (
             invoke("run", "--method", "bon", "--task", "toy", "--seed", "7", "--out", str(tmp_path / out)).exit_code
@@ -137,7 +131,7 @@ def test_same_seed_gives_identical_results(tmp_path):
         ),
     ],
 )
-def test_bad_input_gives_one_line_and_exit_2(tmp_path, args, expected):
+def test_bad_input_gives_one_line_and_exit_2(invoke, tmp_path, args, expected):
     result = invoke("run", *args, "--out", str(tmp_path))
     assert result.exit_code == 2
     lines = [line for line in result.output.splitlines() if line.strip()]
@@ -146,7 +140,7 @@ def test_bad_input_gives_one_line_and_exit_2(tmp_path, args, expected):
     assert not list(tmp_path.glob("*/*/*"))
 
 
-def test_unwritable_out_is_a_clear_error(tmp_path):
+def test_unwritable_out_is_a_clear_error(invoke, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("")
     result = invoke("run", "--method", "bon", "--task", "toy", "--out", str(blocker / "runs"))
@@ -155,7 +149,7 @@ def test_unwritable_out_is_a_clear_error(tmp_path):
     assert str(blocker / "runs") in result.output.replace("\n", "")
 
 
-def test_pools_linked_from_another_store_are_refused_before_any_work(tmp_path):
+def test_pools_linked_from_another_store_are_refused_before_any_work(invoke, tmp_path):
     other, out = tmp_path / "other", tmp_path / "runs"
     (other / ".pools").mkdir(parents=True)
     out.mkdir()
@@ -204,7 +198,7 @@ def test_an_interrupt_leaves_nothing_half_written(tmp_path, block, sig):
     lands, so the test never races the clock: it interrupts a run that cannot finish first."""
     (tmp_path / "blocking_task.py").write_text(BLOCKING_BUILDER)
     ready = tmp_path / "ready"
-    path = _toy_copy(tmp_path, "toy-blocking", block=block, ready=str(ready))
+    path = toy_yaml(tmp_path / "toy-blocking.yaml", "toy-blocking", params={"block": block, "ready": str(ready)})
     config = yaml.safe_load(path.read_text())
     config["builder"] = "blocking_task:build"
     path.write_text(yaml.safe_dump(config))
@@ -234,13 +228,13 @@ def test_an_interrupt_leaves_nothing_half_written(tmp_path, block, sig):
     assert list(staging.iterdir()) == []
 
 
-def test_ls_runs_and_show(tmp_path):
+def test_ls_runs_and_show(invoke, tmp_path):
     ran = invoke("run", "--method", "bon", "--task", "toy", "--out", str(tmp_path))
     assert ran.exit_code == 0, ran.output
     tables = ran.output[: ran.output.index("run: ")]  # what run prints before the run's directory
     assert "best-of-n from the reference pool" in tables and "metric versions:" in tables
     path = only_run(tmp_path)
-    listing = runner.invoke(app, ["ls", "runs", "--out", str(tmp_path)], env={"COLUMNS": "250"})
+    listing = invoke("ls", "runs", "--out", str(tmp_path), env={"COLUMNS": "250"})
     assert listing.exit_code == 0 and path.name in listing.output
     assert "(kl_exact v1)" in listing.output and not METRIC_ID.search(listing.output)
     for ref in (path.name[:6], str(path)):
@@ -252,16 +246,16 @@ def test_ls_runs_and_show(tmp_path):
     assert missing.exit_code == 2 and "no run 'ffffff'" in missing.output
 
 
-def test_ls_methods_and_tasks():
+def test_ls_methods_and_tasks(invoke):
     assert invoke("ls", "methods").output.split() == METHODS.names()  # names only, without -v
     assert "toy" in invoke("ls", "tasks").output
     assert invoke("ls", "models").exit_code == 2
 
 
-def test_ls_methods_verbose_shows_every_hyperparameter():
+def test_ls_methods_verbose_shows_every_hyperparameter(invoke):
     wide = {"COLUMNS": "400"}
-    after = runner.invoke(app, ["ls", "methods", "-v"], env=wide)
-    before = runner.invoke(app, ["-v", "ls", "methods"], env=wide)
+    after = invoke("ls", "methods", "-v", env=wide)
+    before = invoke("-v", "ls", "methods", env=wide)
     assert after.exit_code == 0, after.output
     assert after.output == before.output
     rows = {
@@ -295,7 +289,7 @@ def _commands(command, path=()):
         yield from _commands(sub, (*path, name))
 
 
-def test_every_command_takes_verbose_after_its_name():
+def test_every_command_takes_verbose_after_its_name(invoke):
     import typer
 
     for path, _ in _commands(typer.main.get_command(app)):
@@ -327,17 +321,8 @@ def test_console_script_is_installed():
     assert proc.returncode == 0 and "bon" in proc.stdout
 
 
-def _toy_copy(tmp_path, name, **params):
-    config = yaml.safe_load(Path(TASKS.target("toy")).read_text())
-    config["name"] = name
-    config["params"] |= params
-    path = tmp_path / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
-
-
-def test_a_task_yaml_file_runs_like_a_registered_task(tmp_path):
-    path = _toy_copy(tmp_path, "toy-copy", n_prompts=3)
+def test_a_task_yaml_file_runs_like_a_registered_task(invoke, tmp_path):
+    path = toy_yaml(tmp_path / "toy-copy.yaml", "toy-copy", params={"n_prompts": 3})
     result = invoke("run", "--method", "bon", "--task", str(path), "--n", "2", "--out", str(tmp_path / "runs"))
     assert result.exit_code == 0, result.output
     run = only_run(tmp_path / "runs")
@@ -345,8 +330,8 @@ def test_a_task_yaml_file_runs_like_a_registered_task(tmp_path):
     assert json.loads((run / "results.json").read_text())["metrics"]["reward"]["n_prompts"] == 3
 
 
-def test_an_unknown_task_file_key_names_the_accepted_keys(tmp_path):
-    path = _toy_copy(tmp_path, "toy-typo")
+def test_an_unknown_task_file_key_names_the_accepted_keys(invoke, tmp_path):
+    path = toy_yaml(tmp_path / "toy-typo.yaml", "toy-typo")
     config = yaml.safe_load(path.read_text())
     config["generation"]["temprature"] = 1.0
     path.write_text(yaml.safe_dump(config))
@@ -360,10 +345,111 @@ def test_an_unknown_task_file_key_names_the_accepted_keys(tmp_path):
     )
 
 
-def test_a_bad_task_param_is_one_line_naming_it(tmp_path):
-    path = _toy_copy(tmp_path, "toy-bad", vocab_size=99)
+def test_a_bad_task_param_is_one_line_naming_it(invoke, tmp_path):
+    path = toy_yaml(tmp_path / "toy-bad.yaml", "toy-bad", params={"vocab_size": 99})
     result = invoke("run", "--method", "bon", "--task", str(path), "--out", str(tmp_path / "runs"))
     assert result.exit_code == 2
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert len(lines) == 1 and "invalid task 'toy-bad' params: vocab_size = 99" in lines[0], result.output
+    assert not list((tmp_path / "runs").glob("*/*/*"))
+
+
+# ---- every bad input is one line and exit 2, before any work ---------------------------------------------------
+
+RUN = ("run", "--method", "bon", "--task", "toy")
+
+
+def _bad_task_files(tmp_path: Path) -> dict[str, str]:
+    files = {
+        "malformed.yaml": "name: [toy\n",
+        "empty.yaml": "",
+        "scalar.yaml": "42\n",
+        "non-utf8.yaml": "name: \xff\n",
+    }
+    for name, text in files.items():
+        (tmp_path / name).write_bytes(text.encode("latin-1"))
+    toy = yaml.safe_load(Path(TASKS.target("toy")).read_text()) | {"name": "toy-variant"}  # toy's own name is toy's
+    variants = {
+        "unknown-key.yaml": toy | {"colour": "blue"},
+        "missing-builder.yaml": toy | {"builder": "no_such_module:build"},
+        "not-a-task.yaml": toy | {"builder": "builtins:repr"},
+        "huge.yaml": toy | {"generation": toy["generation"] | {"max_new_tokens": 1000000000}},
+    }
+    for name, config in variants.items():
+        (tmp_path / name).write_text(yaml.safe_dump(config))
+    return {name: str(tmp_path / name) for name in [*files, *variants]}
+
+
+BAD_INPUTS = [
+    (("--seed", "-1"), "seed"),
+    (("--seed", str(2**32)), "seed"),
+    (("-p", "n=100000000"), "n = 100000000"),
+    (("-p", "n=true"), "n = True"),
+    (("-p", "n=.inf"), "n = inf"),
+    (("--n", "4", "-p", "n=5"), "disagree"),
+    (("-p", 'n=!!python/object/apply:os.system ["id"]'), "--param n"),
+    (("-p", "n=\udcff"), "--param n"),
+    (("-p", "n=[[1]]"), "--param n"),
+    (("-p", "=3"), "KEY=VALUE"),
+    (("--out", ""), "--out is empty"),
+]
+
+
+@pytest.mark.parametrize(("args", "expected"), BAD_INPUTS)
+def test_bad_run_input_is_one_line_and_exit_2(invoke, tmp_path, args, expected):
+    out = tmp_path / "runs"
+    cli = [*RUN, *args] if "--out" in args else [*RUN, *args, "--out", str(out)]
+    line = one_error_line(invoke(*cli))
+    assert expected in line
+    assert not out.exists() or not list(out.glob("*/*/*"))
+
+
+@pytest.mark.parametrize("method_args", [("--method", "ppo", "-p", "beta=.inf"), ("--method", "dpo", "-p", "lr=.inf")])
+def test_non_finite_floats_are_refused(invoke, tmp_path, method_args):
+    line = one_error_line(invoke("run", *method_args, "--task", "toy", "--out", str(tmp_path)))
+    assert "finite" in line
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["malformed.yaml", "empty.yaml", "scalar.yaml", "non-utf8.yaml", "unknown-key.yaml", "missing-builder.yaml",
+     "not-a-task.yaml", "huge.yaml"],
+)  # fmt: skip
+def test_a_bad_task_file_is_one_line_and_exit_2(invoke, tmp_path, name):
+    path = _bad_task_files(tmp_path)[name]
+    line = one_error_line(invoke("run", "--method", "bon", "--task", path, "--out", str(tmp_path / "runs")))
+    assert "task" in line
+    assert not list((tmp_path / "runs").glob("*/*/*"))
+
+
+def test_a_missing_task_file_says_so(invoke, tmp_path):
+    line = one_error_line(invoke(*RUN[:3], "--task", str(tmp_path / "missing.yaml"), "--out", str(tmp_path)))
+    assert "not found" in line
+
+
+def test_other_commands_give_one_line_for_bad_input(invoke, toy_run, tmp_path):
+    out = tmp_path / "runs"
+    toy_run(out)
+    assert "no run" in one_error_line(invoke("show", "x" * 300, "--out", str(out)))
+    assert "no run" in one_error_line(invoke("evaluate", "x" * 300, "--out", str(out)))
+    (tmp_path / "S").mkdir()
+    (tmp_path / "S" / "toy").write_text("")
+    assert "cannot" in one_error_line(invoke(*RUN, "--out", str(tmp_path / "S")))
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("tasks: [toy]\nseeds: [-1]\nmethods:\n  bon: {n: 2}\n", ":2: seeds.0 = -1"),
+        ("tasks: [toy]\nmethods:\n  bon: {n: []}\n", ":3: n is an empty list"),
+        ("tasks: [toy]\nmethods:\n  bon: {n: \xff}\n", "not UTF-8"),
+        ("tasks: [missing.yaml]\nmethods:\n  bon: {n: 2}\n", ":1: task file 'missing.yaml' not found"),
+        ("tasks: [toy]\nmethods:\n  bon: {n: true}\n", ":3: invalid bon config: n = True"),
+    ],
+)
+def test_a_bad_sweep_file_is_one_line_before_any_cell(invoke, tmp_path, text, expected):
+    path = tmp_path / "sweep.yaml"
+    path.write_bytes(text.encode("latin-1"))
+    line = one_error_line(invoke("sweep", str(path), "--out", str(tmp_path / "runs")))
+    assert expected in line
     assert not list((tmp_path / "runs").glob("*/*/*"))

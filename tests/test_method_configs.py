@@ -63,11 +63,10 @@ def test_the_widest_lora_rank_the_model_takes_is_accepted(toy):
     PPOMethodConfig(lora_rank=16).check_task(toy)  # the narrowest side itself is still accepted
 
 
-def test_an_exact_cdf_on_a_task_that_does_not_enumerate_is_one_line(tiny_lm, tmp_path):
+def test_an_exact_cdf_on_a_task_that_does_not_enumerate_is_one_line(tiny_aclsum, tmp_path):
     from harness.methods.vbon import VBoNConfig
     from harness.task import ConfigError, build_task
-    from tests.test_aclsum import tiny_aclsum
 
-    task = build_task(tiny_aclsum(tiny_lm, tmp_path, "aclsum-cdf"))
+    task = build_task(tiny_aclsum(tmp_path, "aclsum-cdf"))
     with pytest.raises(ConfigError, match="cdf = 'exact' needs an enumerable task"):
         VBoNConfig(cdf="exact").check_task(task)

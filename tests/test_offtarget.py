@@ -23,7 +23,6 @@ from harness.offtarget import DISTINCT_N, DISTINCT_SET, distinct, independent_gr
 from harness.policy import enumerate_prompt
 from harness.pool import PoolCache
 from harness.task import build_task
-from tests.test_aclsum import tiny_aclsum
 
 
 def test_distinct_n_counts_distinct_ngrams_over_all_ngrams():
@@ -147,11 +146,11 @@ def rolling_word_perplexity(model_dir, documents):
     return math.exp(-total / words)
 
 
-def test_offtarget_on_a_bon_run_and_a_trained_run(tiny_lm, tmp_path):
+def test_offtarget_on_a_bon_run_and_a_trained_run(tiny_aclsum, tiny_lm, tmp_path):
     from harness.run import execute, resolve
     from harness.tasks.imdb import held_out_documents
 
-    name = tiny_aclsum(tiny_lm, tmp_path, "aclsum-offtarget").name
+    name = tiny_aclsum(tmp_path, "aclsum-offtarget").name
     out = tmp_path / "runs"
     # 8 outputs per prompt: one set for distinct-n (bon's n = 8 exceeds the pool of 4, so it samples afresh)
     runs = {m: execute(resolve(name, m, evaluation={"samples_per_prompt": 8}), out).path for m in ("bon", "dpo")}
@@ -187,10 +186,10 @@ def test_offtarget_on_a_bon_run_and_a_trained_run(tiny_lm, tmp_path):
     assert table["harness_imdb_heldout:word_perplexity"].str.startswith(shown).any()
 
 
-def test_an_unknown_lm_eval_task_is_a_one_line_error(tiny_lm, tmp_path):
+def test_an_unknown_lm_eval_task_is_a_one_line_error(tiny_aclsum, tmp_path):
     from harness.run import execute, resolve
 
-    name = tiny_aclsum(tiny_lm, tmp_path, "aclsum-offtarget-bad").name
+    name = tiny_aclsum(tmp_path, "aclsum-offtarget-bad").name
     path = execute(resolve(name, "bon"), tmp_path / "runs").path
     before = (path / store.RESULTS).read_text()
     out = str(tmp_path / "runs")  # the run's own store: a run of another is refused (it is written beside)
@@ -202,10 +201,10 @@ def test_an_unknown_lm_eval_task_is_a_one_line_error(tiny_lm, tmp_path):
     json.loads(before)
 
 
-def test_offtarget_over_every_run_of_a_task_with_the_harness_metrics_only(tiny_lm, tmp_path):
+def test_offtarget_over_every_run_of_a_task_with_the_harness_metrics_only(tiny_aclsum, tmp_path):
     from harness.run import execute, resolve
 
-    name = tiny_aclsum(tiny_lm, tmp_path, "aclsum-offtarget-all").name
+    name = tiny_aclsum(tmp_path, "aclsum-offtarget-all").name
     out = tmp_path / "runs"
     paths = [execute(resolve(name, "bon", {"n": n}), out).path for n in (1, 4)]
     neither = CliRunner().invoke(app, ["offtarget", "--out", str(out)])
@@ -221,7 +220,7 @@ def test_offtarget_over_every_run_of_a_task_with_the_harness_metrics_only(tiny_l
     assert entries[0]["metrics"]["ppl_ref"]["mean"] != pytest.approx(entries[1]["metrics"]["ppl_ref"]["mean"])
 
 
-def test_offtarget_on_a_lora_run_reads_the_merged_weights(tiny_lm, tmp_path):
+def test_offtarget_on_a_lora_run_reads_the_merged_weights(tiny_aclsum, tiny_lm, tmp_path):
     from transformers import AutoTokenizer
 
     from harness.method import TrainingCost
@@ -230,7 +229,7 @@ def test_offtarget_on_a_lora_run_reads_the_merged_weights(tiny_lm, tmp_path):
     from harness.tasks.imdb import held_out_documents
     from harness.training.trained import load_trained
 
-    name = tiny_aclsum(tiny_lm, tmp_path, "aclsum-offtarget-lora").name
+    name = tiny_aclsum(tmp_path, "aclsum-offtarget-lora").name
     out = tmp_path / "runs"
     path = execute(resolve(name, "dpo", {"lora_rank": 2, "lr": 0.05}), out).path
     assert (path / "policy" / "adapter_config.json").is_file()
@@ -239,7 +238,7 @@ def test_offtarget_on_a_lora_run_reads_the_merged_weights(tiny_lm, tmp_path):
     reported = store.read_run(path)[1]["offtarget"]["lm_eval"]
     assert reported["weights"] == "trained"
 
-    task = build_task(tiny_aclsum(tiny_lm, tmp_path, "aclsum-offtarget-lora"))
+    task = build_task(tiny_aclsum(tmp_path, "aclsum-offtarget-lora"))
     merged = load_trained(task, path / "policy", TrainingCost()).policy.model.merge_and_unload()
     merged.save_pretrained(tmp_path / "merged")
     AutoTokenizer.from_pretrained(tiny_lm).save_pretrained(tmp_path / "merged")
@@ -250,14 +249,16 @@ def test_offtarget_on_a_lora_run_reads_the_merged_weights(tiny_lm, tmp_path):
     assert got != pytest.approx(rolling_word_perplexity(tiny_lm, documents), rel=1e-4)  # the adapter counts
 
 
-def test_the_reference_weights_are_scored_once_for_every_inference_time_run(tiny_lm, tmp_path, monkeypatch):
+def test_the_reference_weights_are_scored_once_for_every_inference_time_run(
+    tiny_aclsum, tiny_lm, tmp_path, monkeypatch
+):
     """`offtarget --task` over several best-of-n runs runs lm-eval once on the reference weights they share, and
     each run stores the reference's scores."""
     from harness import offtarget
     from harness.run import execute, resolve
     from harness.tasks.imdb import held_out_documents
 
-    name = tiny_aclsum(tiny_lm, tmp_path, "aclsum-offtarget-once").name
+    name = tiny_aclsum(tmp_path, "aclsum-offtarget-once").name
     out = tmp_path / "runs"
     paths = [execute(resolve(name, "bon", {"n": n}), out).path for n in (1, 2, 4)]
     calls = []

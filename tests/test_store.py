@@ -13,19 +13,9 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
-from typer.testing import CliRunner
 
 from harness import store
-from harness.cli import app
-from harness.task import TASKS
-from tests.conftest import interruptible
-
-runner = CliRunner()
-
-
-def invoke(*args: str):
-    return runner.invoke(app, list(args))
+from tests.conftest import interruptible, one_error_line, toy_yaml
 
 
 def runs_in(out: Path) -> list[Path]:
@@ -36,28 +26,6 @@ def leftovers(out: Path) -> list[Path]:
     return sorted(out.glob("**/.*.partial-*")) + sorted(out.glob("**/.*.old-*"))
 
 
-def toy_run(out: Path, *extra: str) -> Path:
-    result = invoke("run", "--method", "bon", "--task", "toy", "--n", "2", "--out", str(out), *extra)
-    assert result.exit_code == 0, result.output
-    return next(p for p in runs_in(out) if json.loads((p / "config.json").read_text())["method"]["n"] == 2)
-
-
-def toy_yaml(tmp_path: Path, name: str, params: dict | None = None, **changes) -> Path:
-    config = yaml.safe_load(Path(TASKS.target("toy")).read_text()) | {"name": name} | changes
-    config["params"] |= params or {}
-    path = tmp_path / "task.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
-
-
-def one_error_line(result) -> str:
-    assert result.exit_code == 2, result.output
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    assert len(lines) == 1, result.output
-    assert lines[0].startswith("error: ")
-    return lines[0]
-
-
 def snapshot(out: Path) -> dict[str, bytes]:
     return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
 
@@ -65,7 +33,7 @@ def snapshot(out: Path) -> dict[str, bytes]:
 # ---- 1. publishing never deletes what it did not write ----------------------------------------------------------
 
 
-def test_publishing_into_the_store_is_refused_and_deletes_nothing(tmp_path):
+def test_publishing_into_the_store_is_refused_and_deletes_nothing(invoke, toy_run, tmp_path):
     out = tmp_path / "S"
     toy_run(out)
     before = snapshot(out)
@@ -74,7 +42,7 @@ def test_publishing_into_the_store_is_refused_and_deletes_nothing(tmp_path):
     assert snapshot(out) == before
 
 
-def test_publishing_replaces_only_a_previous_publication(tmp_path):
+def test_publishing_replaces_only_a_previous_publication(invoke, toy_run, tmp_path):
     out, dest = tmp_path / "runs", tmp_path / "boards"
     toy_run(out)
     (dest / "toy").mkdir(parents=True)
@@ -93,7 +61,7 @@ def test_publishing_replaces_only_a_previous_publication(tmp_path):
     assert "is a file" in line
 
 
-def test_concurrent_publishes_of_one_task_both_finish_cleanly(tmp_path):
+def test_concurrent_publishes_of_one_task_both_finish_cleanly(toy_run, tmp_path):
     out, dest = tmp_path / "runs", tmp_path / "boards"
     toy_run(out)
     cmd = [sys.executable, "-m", "harness", "leaderboard", "publish", "--task", "toy", "--out", str(out)]
@@ -110,11 +78,11 @@ def test_concurrent_publishes_of_one_task_both_finish_cleanly(tmp_path):
 @pytest.mark.parametrize(
     "name", ["../runs/toy", "../../escaped", "a/b", "", ".", "..", ".hidden", "$\\undefinedmacro$"]
 )
-def test_a_task_name_that_is_no_safe_directory_name_is_refused(tmp_path, name):
+def test_a_task_name_that_is_no_safe_directory_name_is_refused(invoke, toy_run, tmp_path, name):
     out = tmp_path / "runs"
     toy_run(out)
     before = snapshot(out)
-    path = toy_yaml(tmp_path, name)
+    path = toy_yaml(tmp_path / "task.yaml", name)
     line = one_error_line(invoke("run", "--method", "bon", "--task", str(path), "--out", str(out)))
     assert "name" in line
     assert snapshot(out) == before
@@ -131,7 +99,7 @@ def test_store_paths_stay_inside_the_store(tmp_path):
 # ---- 3. evaluate outside a store --------------------------------------------------------------------------------
 
 
-def test_evaluating_a_run_directory_outside_a_store_is_one_line(tmp_path):
+def test_evaluating_a_run_directory_outside_a_store_is_one_line(invoke, toy_run, tmp_path):
     run = toy_run(tmp_path / "runs")
     for copy in (tmp_path / "elsewhere" / run.name, tmp_path / "a" / "b" / "c" / run.name):
         shutil.copytree(run, copy)
@@ -164,7 +132,7 @@ def blocked_run(tmp_path: Path, out: Path) -> subprocess.Popen:
     (tmp_path / "blocking_task.py").write_text(BLOCKING_BUILDER)
     ready = tmp_path / "ready"
     ready.unlink(missing_ok=True)
-    path = toy_yaml(tmp_path, "toy-blocking", builder="blocking_task:build", params={"ready": str(ready)})
+    path = toy_yaml(tmp_path / "task.yaml", "toy-blocking", builder="blocking_task:build", params={"ready": str(ready)})
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]))
     proc = subprocess.Popen(
         [sys.executable, "-m", "harness", "run", "--method", "bon", "--task", str(path), "--out", str(out)],
@@ -180,7 +148,7 @@ def blocked_run(tmp_path: Path, out: Path) -> subprocess.Popen:
     return proc
 
 
-def test_kill_9_leaves_a_staging_directory_that_the_next_use_removes(tmp_path):
+def test_kill_9_leaves_a_staging_directory_that_the_next_use_removes(invoke, toy_run, tmp_path):
     out = tmp_path / "runs"
     proc = blocked_run(tmp_path, out)
     assert leftovers(out), "the blocked run is staged"
@@ -207,7 +175,7 @@ def test_two_identical_runs_at_once_both_succeed_with_one_run_stored(tmp_path):
 # ---- 6, 7. corrupted files are reported, never read as if right -------------------------------------------------
 
 
-def test_an_edited_pool_is_reported_and_gc_removes_it(tmp_path):
+def test_an_edited_pool_is_reported_and_gc_removes_it(invoke, toy_run, tmp_path):
     out = tmp_path / "runs"
     first = json.loads((toy_run(out) / "results.json").read_text())
     pool = next(out.glob(".pools/toy/*/pool.jsonl"))
@@ -222,7 +190,7 @@ def test_an_edited_pool_is_reported_and_gc_removes_it(tmp_path):
     assert again["metrics"] == first["metrics"]
 
 
-def test_a_truncated_results_file_breaks_only_its_own_run(tmp_path, caplog):
+def test_a_truncated_results_file_breaks_only_its_own_run(invoke, toy_run, tmp_path, caplog):
     out = tmp_path / "runs"
     good = toy_run(out)
     assert invoke("run", "--method", "bon", "--task", "toy", "--n", "3", "--out", str(out)).exit_code == 0
@@ -264,7 +232,7 @@ def _killed_training(out: Path, *args: str) -> dict:
 TRAIN = ("-p", "steps=40", "-p", "checkpoint_every=2", "--samples", "16")
 
 
-def test_a_corrupted_checkpoint_is_one_line_and_force_clears_it(tmp_path):
+def test_a_corrupted_checkpoint_is_one_line_and_force_clears_it(invoke, tmp_path):
     out = tmp_path / "runs"
     _killed_training(out, *TRAIN)
     ckpt = next(out.glob(".checkpoints/toy/dpo/*/checkpoint-*.pt"))
@@ -278,7 +246,7 @@ def test_a_corrupted_checkpoint_is_one_line_and_force_clears_it(tmp_path):
 # ---- 8. honest records ------------------------------------------------------------------------------------------
 
 
-def test_training_time_accumulates_across_a_resume_and_same_seed_runs_are_identical(tmp_path):
+def test_training_time_accumulates_across_a_resume_and_same_seed_runs_are_identical(invoke, tmp_path):
     state = _killed_training(tmp_path / "a", *TRAIN)
     assert invoke("run", "--method", "dpo", "--task", "toy", "--out", str(tmp_path / "a"), *TRAIN).exit_code == 0
     assert invoke("run", "--method", "dpo", "--task", "toy", "--out", str(tmp_path / "b"), *TRAIN).exit_code == 0
@@ -291,111 +259,10 @@ def test_training_time_accumulates_across_a_resume_and_same_seed_runs_are_identi
     assert (a / "samples.jsonl").read_bytes() == (b / "samples.jsonl").read_bytes()
 
 
-# ---- 5. every bad input is one line and exit 2, before any work -------------------------------------------------
-
-RUN = ("run", "--method", "bon", "--task", "toy")
-
-
-def _bad_task_files(tmp_path: Path) -> dict[str, str]:
-    files = {
-        "malformed.yaml": "name: [toy\n",
-        "empty.yaml": "",
-        "scalar.yaml": "42\n",
-        "non-utf8.yaml": "name: \xff\n",
-    }
-    for name, text in files.items():
-        (tmp_path / name).write_bytes(text.encode("latin-1"))
-    toy = yaml.safe_load(Path(TASKS.target("toy")).read_text()) | {"name": "toy-variant"}  # toy's own name is toy's
-    variants = {
-        "unknown-key.yaml": toy | {"colour": "blue"},
-        "missing-builder.yaml": toy | {"builder": "no_such_module:build"},
-        "not-a-task.yaml": toy | {"builder": "builtins:repr"},
-        "huge.yaml": toy | {"generation": toy["generation"] | {"max_new_tokens": 1000000000}},
-    }
-    for name, config in variants.items():
-        (tmp_path / name).write_text(yaml.safe_dump(config))
-    return {name: str(tmp_path / name) for name in [*files, *variants]}
-
-
-BAD_INPUTS = [
-    (("--seed", "-1"), "seed"),
-    (("--seed", str(2**32)), "seed"),
-    (("-p", "n=100000000"), "n = 100000000"),
-    (("-p", "n=true"), "n = True"),
-    (("-p", "n=.inf"), "n = inf"),
-    (("--n", "4", "-p", "n=5"), "disagree"),
-    (("-p", 'n=!!python/object/apply:os.system ["id"]'), "--param n"),
-    (("-p", "n=\udcff"), "--param n"),
-    (("-p", "n=[[1]]"), "--param n"),
-    (("-p", "=3"), "KEY=VALUE"),
-    (("--out", ""), "--out is empty"),
-]
-
-
-@pytest.mark.parametrize(("args", "expected"), BAD_INPUTS)
-def test_bad_run_input_is_one_line_and_exit_2(tmp_path, args, expected):
-    out = tmp_path / "runs"
-    cli = [*RUN, *args] if "--out" in args else [*RUN, *args, "--out", str(out)]
-    line = one_error_line(invoke(*cli))
-    assert expected in line
-    assert not out.exists() or not list(out.glob("*/*/*"))
-
-
-@pytest.mark.parametrize("method_args", [("--method", "ppo", "-p", "beta=.inf"), ("--method", "dpo", "-p", "lr=.inf")])
-def test_non_finite_floats_are_refused(tmp_path, method_args):
-    line = one_error_line(invoke("run", *method_args, "--task", "toy", "--out", str(tmp_path)))
-    assert "finite" in line
-
-
-@pytest.mark.parametrize(
-    "name",
-    ["malformed.yaml", "empty.yaml", "scalar.yaml", "non-utf8.yaml", "unknown-key.yaml", "missing-builder.yaml",
-     "not-a-task.yaml", "huge.yaml"],
-)  # fmt: skip
-def test_a_bad_task_file_is_one_line_and_exit_2(tmp_path, name):
-    path = _bad_task_files(tmp_path)[name]
-    line = one_error_line(invoke("run", "--method", "bon", "--task", path, "--out", str(tmp_path / "runs")))
-    assert "task" in line
-    assert not list((tmp_path / "runs").glob("*/*/*"))
-
-
-def test_a_missing_task_file_says_so(tmp_path):
-    line = one_error_line(invoke(*RUN[:3], "--task", str(tmp_path / "missing.yaml"), "--out", str(tmp_path)))
-    assert "not found" in line
-
-
-def test_other_commands_give_one_line_for_bad_input(tmp_path):
-    out = tmp_path / "runs"
-    toy_run(out)
-    assert "no run" in one_error_line(invoke("show", "x" * 300, "--out", str(out)))
-    assert "no run" in one_error_line(invoke("evaluate", "x" * 300, "--out", str(out)))
-    (tmp_path / "S").mkdir()
-    (tmp_path / "S" / "toy").write_text("")
-    assert "cannot" in one_error_line(invoke(*RUN, "--out", str(tmp_path / "S")))
-
-
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        ("tasks: [toy]\nseeds: [-1]\nmethods:\n  bon: {n: 2}\n", ":2: seeds.0 = -1"),
-        ("tasks: [toy]\nmethods:\n  bon: {n: []}\n", ":3: n is an empty list"),
-        ("tasks: [toy]\nmethods:\n  bon: {n: \xff}\n", "not UTF-8"),
-        ("tasks: [missing.yaml]\nmethods:\n  bon: {n: 2}\n", ":1: task file 'missing.yaml' not found"),
-        ("tasks: [toy]\nmethods:\n  bon: {n: true}\n", ":3: invalid bon config: n = True"),
-    ],
-)
-def test_a_bad_sweep_file_is_one_line_before_any_cell(tmp_path, text, expected):
-    path = tmp_path / "sweep.yaml"
-    path.write_bytes(text.encode("latin-1"))
-    line = one_error_line(invoke("sweep", str(path), "--out", str(tmp_path / "runs")))
-    assert expected in line
-    assert not list((tmp_path / "runs").glob("*/*/*"))
-
-
-def test_a_sweep_with_a_broken_task_builder_still_runs_its_valid_cells(tmp_path):
+def test_a_sweep_with_a_broken_task_builder_still_runs_its_valid_cells(invoke, tmp_path):
     """A builder that fails while building fails its own cells only."""
     (tmp_path / "failing_task.py").write_text("def build(config):\n    raise ValueError('no data here')\n")
-    toy_yaml(tmp_path, "toy-failing", builder="failing_task:build")
+    toy_yaml(tmp_path / "task.yaml", "toy-failing", builder="failing_task:build")
     sweep = tmp_path / "sweep.yaml"
     sweep.write_text(f"tasks: [toy, {tmp_path / 'task.yaml'}]\nmethods:\n  bon: {{n: 2}}\n")
     sys.path.insert(0, str(tmp_path))
@@ -412,7 +279,7 @@ def test_a_sweep_with_a_broken_task_builder_still_runs_its_valid_cells(tmp_path)
 # ---- trust boundary and permissions ------------------------------------------------------------------------------
 
 
-def test_evaluate_builds_only_registered_builders_unless_trusted(tmp_path):
+def test_evaluate_builds_only_registered_builders_unless_trusted(invoke, toy_run, tmp_path):
     run = toy_run(tmp_path / "runs")
     (tmp_path / "toy_again.py").write_text("from harness.tasks.toy import build\n")
     config = json.loads((run / "config.json").read_text())
@@ -428,7 +295,7 @@ def test_evaluate_builds_only_registered_builders_unless_trusted(tmp_path):
         sys.path.remove(str(tmp_path))
 
 
-def test_created_directories_follow_the_umask(tmp_path):
+def test_created_directories_follow_the_umask(invoke, toy_run, tmp_path):
     run = toy_run(tmp_path / "runs")
     assert invoke("leaderboard", "publish", "--task", "toy", "--out", str(tmp_path / "runs"), "--dest",
                   str(tmp_path / "boards")).exit_code == 0  # fmt: skip

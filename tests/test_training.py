@@ -377,11 +377,10 @@ def test_training_reads_the_sampling_distribution_at_the_task_temperature(tiny_l
             assert mask[k].sum() == len(expected)
 
 
-def test_training_refuses_a_filtered_sampling_distribution(tiny_lm, tmp_path):
+def test_training_refuses_a_filtered_sampling_distribution(tiny_aclsum, tmp_path):
     from harness.run import ConfigError, execute, resolve
-    from tests.test_aclsum import tiny_aclsum
 
-    spec = resolve(tiny_aclsum(tiny_lm, tmp_path, "aclsum-topk").name, "dpo")
+    spec = resolve(tiny_aclsum(tmp_path, "aclsum-topk").name, "dpo")
     spec.task.generation.top_k = 5
     with pytest.raises(ConfigError, match="top_k = 5, top_p = 1.0 .accepted: top_k = 0, top_p = 1"):
         execute(spec, tmp_path / "runs")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness.leaderboard.table import PUBLISHED, SOURCES, beside_columns
+from harness.leaderboard.table import PUBLISHED, beside_columns
 from harness.leaderboard.text import (
     FINDINGS_LEAD,
     TRAINING_LEAD,
@@ -23,6 +23,7 @@ from harness.leaderboard.text import (
     shown_columns,
     uniform_source,
 )
+from harness.metrics import QUANTITIES
 
 STYLE = """
 body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:1.5em auto;padding:0 1em;max-width:1240px;
@@ -90,7 +91,7 @@ def _td(df: pd.DataFrame, r: pd.Series, col: str) -> str:
         if pd.isna(value):
             return '<td class="num" data-value="">-</td>'
         inner = html.escape(number(value))
-        if col in SOURCES and uniform_source(df, col) is None:
+        if col in QUANTITIES and uniform_source(df, col) is None:
             inner += f'<span class="src">{html.escape(str(r[f"{col}_source"]))}</span>'
         if not pd.isna(r[f"{col}_lo"]):
             inner += f'<span class="ci">[{number(r[f"{col}_lo"])}, {number(r[f"{col}_hi"])}]</span>'

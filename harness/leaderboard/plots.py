@@ -11,9 +11,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from harness import metrics, targets
+from harness import targets
 from harness.leaderboard.table import PUBLISHED, row_hash
-from harness.metrics import metric_range
+from harness.metrics import QUANTITIES, SOURCES, metric_range
 
 # Okabe & Ito (2008), "Color Universal Design": distinguishable under every common colour-vision deficiency;
 # ordered so that a board's methods in name order get far-apart hues, each with its own marker too.
@@ -23,7 +23,6 @@ COLOURS = (
     "#882255", "#44AA99", "#999933", "#AA4499",
 )  # fmt: skip
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "h", "<", ">", "p")
-SOURCES_WORD = {source: word for source, (word, _) in metrics.SOURCES.items()}
 
 
 KL_ROUNDING = 1e-12  # nats: an exact KL this small is 0 up to floating-point rounding (pi_ref against itself)
@@ -146,15 +145,15 @@ def plot(df: pd.DataFrame, task: str, y: str, path: Path, runs: list[dict[str, A
                 ax.plot(kx[keep], ry[keep], "--", color="0.35", linewidth=1, label="best-of-n (pool, Beirami KL)")
         ax.set_xlim(*xlim)
         ax.set_ylim(*ylim)
-    kl_sources = ", ".join(SOURCES_WORD[s] for s in sorted(set(shown["kl_source"])))
-    y_sources = ", ".join(SOURCES_WORD[s] for s in sorted(set(shown[f"{y}_source"])))
-    ax.set_xlabel(f"KL(pi || pi_ref), nats ({kl_sources}{scale})")
-    ax.set_ylabel(f"{metrics.label(y)} ({y_sources})")
-    ax.set_title(f"{task}: {metrics.label(y).split(' vs ')[0]} against KL (95% intervals)")
+    kl_sources = ", ".join(SOURCES[s].word for s in sorted(set(shown["kl_source"])))
+    y_sources = ", ".join(SOURCES[s].word for s in sorted(set(shown[f"{y}_source"])))
+    ax.set_xlabel(f"{QUANTITIES['kl'].label}, nats ({kl_sources}{scale})")
+    ax.set_ylabel(f"{QUANTITIES[y].label} ({y_sources})")
+    ax.set_title(f"{task}: {QUANTITIES[y].header} against KL (95% intervals)")
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     if len(left_out):
         names = "; ".join(f"{r.method} {r.setting}" for r in left_out.itertuples())
-        fig.text(0.01, 0.01, f"not plotted (no KL or no {metrics.label(y)}): {names}", fontsize=7)
+        fig.text(0.01, 0.01, f"not plotted (no KL or no {QUANTITIES[y].label}): {names}", fontsize=7)
     fig.tight_layout()
     fig.savefig(path, format="png", metadata={"Software": None})
     plt.close(fig)

@@ -12,33 +12,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from harness import metrics, record, store
+from harness import record, store
 from harness.identity import identity
 from harness.leaderboard import intervals
-from harness.metrics import CATALOGUE, PREFERENCE, metric_range
+from harness.metrics import CATALOGUE, QUANTITIES, Quantity, metric_range
 
 log = logging.getLogger(__name__)
 
-# Each column reads the first estimator that every run of its row stores, in the catalogue's order of preference
-# (harness.metrics.PREFERENCE); every stored estimator is kept in the csv as `<column>_<source>`.
-SOURCES: dict[str, tuple[tuple[str, str], ...]] = {
-    column: tuple((name, CATALOGUE[name].source) for name in names) for column, names in PREFERENCE.items()
-}
-ALSO_STORED = {  # in the csv only: never a row's headline value
-    column: tuple((name, CATALOGUE[name].source) for name in names) for column, names in metrics.ALSO_STORED.items()
-}
-SOURCE_NAMES = {source: description for source, (_, description) in metrics.SOURCES.items()}
-# Why a column can be empty, for the footnotes of `-` cells.
-MISSING = {
-    "reward": "the run stored no proxy reward",
-    "gold_reward": "the task has no gold reward model",
-    "win_rate": "the run stored no win rate",
-    "kl": "no KL estimator applies: the policy has no log-probabilities and none of the pool's estimators fits it",
-}
-MISSING_BESIDE = (
-    "not measured for this row (off-target metrics come from `harness offtarget`, which notes in the run's "
-    "results.json why it skips a metric)"
-)
+# Each quantity's column reads the first estimator that every run of its row stores, in the catalogue's order of
+# preference (harness.metrics.QUANTITIES); every stored estimator is kept in the csv as `<column>_<source>`.
 # Reported beside the rewards where runs have them: a task's own metrics, then the off-target metrics that
 # `harness offtarget` adds (lm-eval's scores follow as "<lm-eval task>:<metric>").
 BESIDE = ("rouge_l",)
@@ -244,8 +226,8 @@ def frame(runs: list[dict[str, Any]]) -> pd.DataFrame:
     for (setting_hash, origin), group, kn in zip(groups, members, knobs, strict=True):
         first = group[0]["results"]
         row: dict[str, Any] = {"method": group[0]["config"]["method"]["name"], "setting": label(kn)}
-        for column, sources in SOURCES.items():
-            found = [(label_, s) for name, label_ in sources if (s := _stat(group, name)) is not None]
+        for column, q in QUANTITIES.items():
+            found = [(CATALOGUE[name].source, s) for name in q.estimators if (s := _stat(group, name)) is not None]
             if found:
                 source, (means, cis) = found[0]
                 row[column], row[f"{column}_lo"], row[f"{column}_hi"] = intervals.over_seeds(
@@ -254,10 +236,10 @@ def frame(runs: list[dict[str, Any]]) -> pd.DataFrame:
             else:
                 source, row[column], row[f"{column}_lo"], row[f"{column}_hi"] = "", np.nan, np.nan, np.nan
             row[f"{column}_source"] = source
-        for column, sources in SOURCES.items():
-            for name, label_ in (*sources, *ALSO_STORED.get(column, ())):
+        for q in QUANTITIES.values():
+            for name in (*q.estimators, *q.also_stored):
                 if (s := _stat(group, name)) is not None:
-                    row[f"{column}_{label_.lower()}"] = float(np.mean(s[0]))
+                    row[stored_column(q, name)] = float(np.mean(s[0]))
         beside = [_beside(r["results"]) for r in group]
         for name in beside[0]:
             if all(name in b for b in beside):
@@ -275,14 +257,17 @@ def frame(runs: list[dict[str, Any]]) -> pd.DataFrame:
         rows.append(row)
     df = pd.DataFrame(rows)
     df["pareto"] = pareto(df["kl"].to_numpy(), df["win_rate"].to_numpy())
-    metrics = [f"{c}{e}" for c in SOURCES for e in ("", "_lo", "_hi", "_source")]
-    stored = [
-        f"{c}_{label_.lower()}" for c, sources in SOURCES.items() for _, label_ in (*sources, *ALSO_STORED.get(c, ()))
-    ]
+    metrics = [f"{c}{e}" for c in QUANTITIES for e in ("", "_lo", "_hi", "_source")]
+    stored = [stored_column(q, name) for q in QUANTITIES.values() for name in (*q.estimators, *q.also_stored)]
     extra = [f"{c}{e}" for c in beside_columns(df) for e in ("", "_lo", "_hi")]
     rest = [c for c in df.columns if c not in {"method", "setting", *metrics, *stored, *extra}]
     df = df[["method", "setting", *metrics, *[c for c in stored if c in df.columns], *extra, *rest]]
     return df.sort_values(["method", "origin", "kl", "setting"], ignore_index=True, na_position="last")
+
+
+def stored_column(quantity: Quantity, estimator: str) -> str:
+    """The csv column of one stored estimator of a quantity: `kl_mc`, `kl_beirami`, `win_rate_exact`, ..."""
+    return f"{quantity.name}_{CATALOGUE[estimator].source.lower()}"
 
 
 def one_per_seed(group: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -357,7 +342,7 @@ def matched_kl(df: pd.DataFrame, budgets: tuple[float, ...] = MATCHED_KL) -> pd.
 
 def beside_columns(df: pd.DataFrame) -> list[str]:
     """The columns of metrics reported beside the rewards that some row of the table has."""
-    core = set(SOURCES)
+    core = set(QUANTITIES)
     found = [c for c in df.columns if c not in core and f"{c}_lo" in df.columns and not c.endswith(("_lo", "_hi"))]
     order = {name: i for i, name in enumerate(BESIDE + OFFTARGET)}
     return sorted(found, key=lambda c: (order.get(c, len(order)), c))  # the task's, the harness's, lm-eval's
