@@ -453,3 +453,16 @@ def test_a_bad_sweep_file_is_one_line_before_any_cell(invoke, tmp_path, text, ex
     line = one_error_line(invoke("sweep", str(path), "--out", str(tmp_path / "runs")))
     assert expected in line
     assert not list((tmp_path / "runs").glob("*/*/*"))
+
+
+def test_a_printed_interval_stays_within_its_metric_s_range():
+    """softbon at lambda = 2 on imdb: kl_pool 0.0007 with a bootstrap interval [-0.0104, 0.0112]; KL cannot be
+    negative, so the run's table prints [0.0000, 0.0112], as the boards clip it. A win rate's stays in [0, 1]."""
+    from harness.cli.render import interval
+
+    kl = {"id": "kl_pool@2", "mean": 0.0007, "se": 0.0057, "ci95": [-0.0104, 0.0112], "n_prompts": 32}
+    assert interval(kl) == "[0.0000, 0.0112]"
+    win = {"id": "win_rate@1", "mean": 0.99, "se": 0.01, "ci95": [0.97, 1.01], "n_prompts": 32}
+    assert interval(win) == "[0.9700, 1.0000]"
+    reward = {"id": "reward@1", "mean": -1.0, "se": 0.1, "ci95": [-1.2, -0.8], "n_prompts": 32}
+    assert interval(reward) == "[-1.2000, -0.8000]"

@@ -14,7 +14,7 @@ from rich.table import Table
 
 from harness.confighelp import describe
 from harness.confighelp import show as show_value
-from harness.metrics import CATALOGUE, QUANTITIES, TRAIN, preferred, split_id
+from harness.metrics import CATALOGUE, QUANTITIES, TRAIN, metric_range, preferred, split_id
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -71,14 +71,21 @@ def in_order(names: Iterable[str]) -> list[str]:
     return sorted(names, key=key)
 
 
+def interval(summary: dict[str, Any]) -> str:
+    """A stored 95% interval, clipped to its metric's range as the boards clip it: a k1 KL estimate (`kl_pool`,
+    `kl_mc`) can be negative on a prompt and its bootstrap interval reach below 0, the KL itself cannot."""
+    low, high = metric_range(split_id(summary["id"])[0])
+    lo, hi = (min(max(v, low), high) for v in summary["ci95"])
+    return f"[{lo:.4f}, {hi:.4f}]"
+
+
 def metrics_table(results: dict[str, Any]) -> Table:
     table = Table(title=f"{results['method']} on {results['task']['name']} (seed {results['seed']})")
     for col in ("metric", "mean", "se", "95% CI", "prompts"):
         table.add_column(col, justify="left" if col == "metric" else "right")
     for m in (results["metrics"][k] for k in in_order(results["metrics"])):
         se = "-" if m["se"] in (None, 0.0) else f"{m['se']:.4f}"
-        lo, hi = m["ci95"]
-        table.add_row(metric_name(m["id"]), f"{m['mean']:.4f}", se, f"[{lo:.4f}, {hi:.4f}]", str(m["n_prompts"]))
+        table.add_row(metric_name(m["id"]), f"{m['mean']:.4f}", se, interval(m), str(m["n_prompts"]))
     return table
 
 
@@ -116,8 +123,7 @@ def offtarget_table(path: Path, entry: dict[str, Any]) -> Table:
     for col in ("metric", "mean", "95% CI"):
         table.add_column(col, justify="left" if col == "metric" else "right")
     for m in (entry["metrics"][k] for k in in_order(entry["metrics"])):
-        lo, hi = m["ci95"]
-        table.add_row(metric_name(m["id"]), f"{m['mean']:.4f}", f"[{lo:.4f}, {hi:.4f}]")
+        table.add_row(metric_name(m["id"]), f"{m['mean']:.4f}", interval(m))
     lm = entry.get("lm_eval")
     if lm:
         for name, values in lm["results"].items():
