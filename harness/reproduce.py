@@ -65,9 +65,7 @@ def _pairs(p: dict[str, Any], r: dict[str, Any]) -> list[tuple[Any, Any, float]]
 
 def _difference(pairs: list[tuple[Any, Any, float]]) -> float:
     """The largest |a - b| over pairs (infinite where one of a pair is None and the other is not)."""
-    return max(
-        (0.0 if a is b else float("inf")) if a is None or b is None else float(abs(a - b)) for a, b, _ in pairs
-    )
+    return max((0.0 if a is b else float("inf")) if a is None or b is None else float(abs(a - b)) for a, b, _ in pairs)
 
 
 def _check(
