@@ -329,7 +329,8 @@ def test_with_published_ranks_local_runs_among_the_published_rows(with_plugin, t
     assert "published" in result.output and "nologprob" in result.output
     board = leaderboard.publish(with_plugin, "toy", dest, with_published=True)
     md = (board / "leaderboard.md").read_text()
-    assert "| published" in md and "| local" in md
+    assert "| published" not in md and "| local" not in md  # a publication's rows are all its own
+    assert md.count("| nologprob ") == 1 and "rows:" not in md
     merged = [json.loads(x) for x in (board / "results.jsonl").read_text().splitlines()]
     assert len(merged) == df["seeds"].sum()
 

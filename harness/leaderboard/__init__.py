@@ -18,6 +18,7 @@ from harness import store
 from harness.leaderboard.page import INDEX_MARK, index, page
 from harness.leaderboard.plots import plot, trained_rows, training_plot
 from harness.leaderboard.table import (
+    LOCAL,
     MATCHED_KL,
     PUBLISHED,
     REFERENCE,
@@ -61,7 +62,9 @@ def publish(
     `reevaluated`, runs are read through their latest re-evaluation. The board records the constraints file it
     was computed under (`constraints`, by default `dest/constraints.txt` where it exists) in provenance.json."""
     _check_index(dest / "index.html")  # before anything is written
-    runs = gather(out, task, dest if with_published else None, reevaluated)
+    # A publication's rows are all its own: a store's run replaces the published run of its settings, and the
+    # published/local split of `build --with-published` (a view of your runs among the board's) is not kept.
+    runs = [r | {"origin": LOCAL} for r in gather(out, task, dest if with_published else None, reevaluated)]
     if constraints is None and (dest / CONSTRAINTS).is_file():
         constraints = dest / CONSTRAINTS
     environment = board_provenance([r["results"] for r in runs], constraints)
