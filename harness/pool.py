@@ -69,7 +69,7 @@ class PoolCache:
             raise ValueError(f"unknown pool stream {stream!r}; accepted: {', '.join(STREAMS)}")
         prompts = _prompts(task, stream)
         path = self.path(task, m, seed, stream)
-        if (path / "pool.jsonl").is_file():
+        if (path / store.POOL_SAMPLES).is_file():
             log.info("reusing the reference pool %s", path)
             return _load(path, len(prompts), m)
         log.info("sampling a reference pool of %d per prompt for %d prompts", m, len(prompts))
@@ -110,16 +110,16 @@ def _save(pool: Pool, prompts: list[Prompt], path: Path, root: Path, meta: dict)
         for j in range(pool.m)
     )
     with staged(path, root) as stage:
-        write_jsonl(stage / "pool.jsonl", records)
-        write_json(stage / "meta.json", meta)
+        write_jsonl(stage / store.POOL_SAMPLES, records)
+        write_json(stage / store.POOL_META, meta)
         store.seal(stage)
 
 
 def _load(path: Path, n_prompts: int, m: int) -> Pool:
     remedy = "remove it with `harness gc`, and it is sampled again on next use"
-    store.verify(path, "pool.jsonl", "meta.json", remedy=remedy)
-    rows = store.read_jsonl(path / "pool.jsonl")
-    meta = store.read_json(path / "meta.json")
+    store.verify(path, store.POOL_SAMPLES, store.POOL_META, remedy=remedy)
+    rows = store.read_jsonl(path / store.POOL_SAMPLES)
+    meta = store.read_json(path / store.POOL_META)
     if not isinstance(meta, dict) or meta.get("m") != m or len(rows) != n_prompts * m:
         raise store.CorruptError(f"reference pool {path} does not hold {n_prompts} x {m} samples; {remedy}")
     try:
