@@ -74,9 +74,13 @@ class RunContext:
     pools: PoolCache
     checkpoint_dir: Path | None = None  # kept across interruptions until the run completes; None: no checkpoints
 
-    def pool(self) -> Pool:
-        """The shared reference pool of the task's evaluation prompts (evaluation.pool_size per prompt)."""
-        return self.pools.get(self.task, self.task.config.evaluation.pool_size, self.seed)
+    def evaluation_pool(self, n: int) -> Pool | None:
+        """The shared reference pool of the task's evaluation prompts (M = evaluation.pool_size samples per
+        prompt) for a policy that picks each output from n reference samples: None where n > M, and the policy
+        samples its candidates afresh. The one place that decides whether an inference-time method reads the
+        pool."""
+        size = self.task.config.evaluation.pool_size
+        return self.pools.get(self.task, size, self.seed) if n <= size else None
 
     def held_out(self) -> Pool:
         """The held-out reference samples of the evaluation prompts (evaluation.reference_samples per prompt), which

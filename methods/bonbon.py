@@ -55,7 +55,7 @@ class BoNBoN(Method[BoNBoNConfig]):
         cfg, task = self.config, ctx.task
         beta_n = objectives.bonbon_beta(cfg.n)
         pool = ctx.pools.get(task, cfg.pool_size, ctx.seed, stream="train")
-        pairs = PoolPairs(pool, task.train_prompts, task.config.generation.temperature)
+        pairs = PoolPairs(pool, task.config.generation.temperature)
         gaps = {p.tokens: 1 / (2 * beta_n) for p in task.train_prompts}
         if cfg.target == "ties":
             for i, p in enumerate(task.train_prompts):

@@ -64,7 +64,6 @@ class BOND(Method[BONDConfig]):
         cfg, task = self.config, ctx.task
         phase = cfg.steps // cfg.iterations
         anchor = Anchor(every=phase) if cfg.iterations > 1 else None
-        row = {p.tokens: i for i, p in enumerate(task.train_prompts)}
         pools: dict[int, Pool] = {}
 
         def pool(step: int) -> Pool:
@@ -78,13 +77,14 @@ class BOND(Method[BONDConfig]):
                     assert anchor is not None
                     seed = seeding.derive_seed(ctx.seed, seeding.TRAIN, k, 0)
                     c = anchor.policy(task).sample(task.train_prompts, cfg.pool_size, seed)
-                    pools[k] = Pool(completions=c, rewards=task.reward.score(task.train_prompts, c), gold=None)
+                    rewards = task.reward.score(task.train_prompts, c)
+                    pools[k] = Pool(prompts=task.train_prompts, completions=c, rewards=rewards, gold=None)
             return pools[k]
 
         def reward(prompts: Sequence[Prompt], completions: Completions, step: int) -> list[np.ndarray]:
-            scores, rewards = task.reward.score(prompts, completions), pool(step).rewards
+            scores, anchor_pool = task.reward.score(prompts, completions), pool(step)
             return [
-                np.log(objectives.pool_cdf(rewards[row[p.tokens]], r, inclusive=True))
+                np.log(objectives.pool_cdf(anchor_pool.rewards[anchor_pool.index(p)], r, inclusive=True))
                 for p, r in zip(prompts, scores, strict=True)
             ]
 
@@ -92,7 +92,7 @@ class BOND(Method[BONDConfig]):
             rng = np.random.default_rng(seeding.derive_seed(ctx.seed, seeding.TRAIN, step, 1))
             anchor_pool, rows, comps = pool(step), [], []
             for p in prompts:
-                i = row[p.tokens]
+                i = anchor_pool.index(p)
                 for _ in range(cfg.samples_per_prompt):
                     group = rng.choice(cfg.pool_size, size=cfg.n, replace=False)
                     best = group[argmax_random_ties(anchor_pool.rewards[i][group], rng)]

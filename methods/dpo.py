@@ -40,7 +40,7 @@ class DPO(Method[DPOConfig]):
     def align(self, ctx: RunContext) -> AlignedPolicy:
         cfg = self.config
         pool = ctx.pools.get(ctx.task, cfg.pool_size, ctx.seed, stream="train")
-        pairs = PoolPairs(pool, ctx.task.train_prompts, ctx.task.config.generation.temperature)
+        pairs = PoolPairs(pool, ctx.task.config.generation.temperature)
 
         def batch_loss(model, prompts, step):  # type: ignore[no-untyped-def]
             rng = np.random.default_rng(seeding.derive_seed(ctx.seed, seeding.TRAIN, step))

@@ -73,7 +73,6 @@ class VBoN(Method[VBoNConfig]):
     def align(self, ctx: RunContext) -> AlignedPolicy:
         cfg, task = self.config, ctx.task
         pool = ctx.pools.get(task, cfg.pool_size, ctx.seed, stream="train") if cfg.cdf == "pool" else None
-        index = {p.tokens: i for i, p in enumerate(task.train_prompts)}
         scale = 1.0 / cfg.n if cfg.variant == "released" else 1.0
         tables: dict[tuple[int, ...], tuple[Enumeration, np.ndarray]] = {}  # cdf='exact': the reward of every outcome
 
@@ -83,7 +82,7 @@ class VBoN(Method[VBoNConfig]):
             out = []
             for i, p in enumerate(prompts):
                 if pool is not None:
-                    f = objectives.pool_cdf(pool.rewards[index[p.tokens]], r[i])
+                    f = objectives.pool_cdf(pool.rewards[pool.index(p)], r[i])
                     if cfg.variant == "l1":
                         out.append(objectives.vbon_l1_reward(f))
                     else:

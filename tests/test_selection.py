@@ -116,7 +116,8 @@ def test_pooled_outputs_are_picked_from_their_candidates_in_the_pool(toy, tmp_pa
     assert isinstance(policy, SoftBoNPolicy) and policy.candidates is not None
     out = policy.pooled(3, 64)
     assert out is not None and out.candidates is not None
-    pool = ctx.pool()
+    pool = ctx.evaluation_pool(4)
+    assert pool is not None
     np.testing.assert_array_equal(toy.reward.score(toy.prompts, out.completions), out.rewards)
     for i in range(len(toy.prompts)):
         candidates = out.candidates[i]
