@@ -116,9 +116,12 @@ class AlignedPolicy(ABC):
     def generate(self, prompts: Sequence[Prompt], count: int, seed: int) -> Completions:
         """`count` outputs per prompt; the same seed, the same outputs."""
 
-    def logprob(self, prompts: Sequence[Prompt], tokens: list[list[tuple[int, ...]]]) -> list[np.ndarray] | None:
-        """Sequence log-probabilities of given completions under this policy, where it has them (the Monte Carlo
-        and exact KL read them; see docs/adding-a-method.md)."""
+    def sequence_logprobs(
+        self, prompts: Sequence[Prompt], tokens: list[list[tuple[int, ...]]]
+    ) -> list[np.ndarray] | None:
+        """Sequence log-probabilities log pi(y | x), one number per completion (a reference Policy's
+        `token_logprobs` gives them per token), where this policy has them: the Monte Carlo and exact KL read
+        them (docs/adding-a-method.md)."""
         return None
 
     def pooled(self, seed: int, count: int) -> Outputs | None:

@@ -14,7 +14,7 @@ from harness.bon import argmax_random_ties
 from harness.method import AlignedPolicy, Outputs
 from harness.policy import Completions, EnumerablePolicy, Policy, Prompt, Reward, enumerate_prompt, sequence_logprobs
 from harness.pool import Pool
-from harness.seeding import OUTPUTS, derive_seed
+from harness.seeding import CANDIDATES, OUTPUTS, PICK, derive_seed
 
 
 def subsets_in_rounds(m: int, n: int, count: int, rng: np.random.Generator) -> np.ndarray:
@@ -73,10 +73,10 @@ class SelectionPolicy(AlignedPolicy):
     def _pick(self, pool: Pool, rows: list[int], count: int, seed: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
         """For each pool row: the candidates of `count` outputs (pool indices, shape (count, n)) and the pool index
         of the output picked from each."""
-        draw = np.random.default_rng([seed, 2])
+        draw = np.random.default_rng([seed, CANDIDATES])
         candidates = [subsets_in_rounds(pool.m, self.n, count, draw) for _ in rows]
         ref = sequence_logprobs(pool.completions.ref_token_logprobs)  # type: ignore[arg-type]
-        pick = np.random.default_rng([seed, 1])  # the choice, independent of the candidates
+        pick = np.random.default_rng([seed, PICK])  # the choice, independent of the candidates
         chosen = [
             c[np.arange(count), self.choose(pool.rewards[i][c], ref[i][c], pick)]
             for i, c in zip(rows, candidates, strict=True)
@@ -97,7 +97,7 @@ class SelectionPolicy(AlignedPolicy):
         candidates = self.reference.sample(prompts, count * self.n, seed)
         rewards = self.reward.score(prompts, candidates)
         ref = sequence_logprobs(candidates.token_logprobs)  # type: ignore[arg-type]  # sampled from pi_ref itself
-        rng = np.random.default_rng([seed, 1])
+        rng = np.random.default_rng([seed, PICK])
         offsets = np.arange(count) * self.n
         chosen = candidates.take(
             [
@@ -125,7 +125,9 @@ class SelectionPolicy(AlignedPolicy):
             candidates=candidates,
         )
 
-    def logprob(self, prompts: Sequence[Prompt], tokens: list[list[tuple[int, ...]]]) -> list[np.ndarray] | None:
+    def sequence_logprobs(
+        self, prompts: Sequence[Prompt], tokens: list[list[tuple[int, ...]]]
+    ) -> list[np.ndarray] | None:
         """Exact log pi(y) where the reference policy can be enumerated; unavailable otherwise."""
         if not isinstance(self.reference, EnumerablePolicy):
             return None

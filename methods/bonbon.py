@@ -67,7 +67,7 @@ class BoNBoN(Method[BoNBoNConfig]):
                     gaps[p.tokens] = objectives.bonbon_tied_gap(np.ones(len(rewards)), rewards, cfg.n)
 
         def batch_loss(model, prompts, step):  # type: ignore[no-untyped-def]
-            rng = np.random.default_rng(seeding.derive_seed(ctx.seed, seeding.TRAIN, step))
+            rng = np.random.default_rng(seeding.step_seed(ctx.seed, step))
             drawn = pairs.gap(model, prompts, cfg.n, cfg.groups_per_prompt, rng)
             if drawn is None:
                 return torch.zeros((), requires_grad=True), {"pairs": 0.0}

@@ -75,7 +75,7 @@ class BOND(Method[BONDConfig]):
                     pools[k] = ctx.pools.get(task, cfg.pool_size, ctx.seed, stream="train")
                 else:
                     assert anchor is not None
-                    seed = seeding.derive_seed(ctx.seed, seeding.TRAIN, k, 0)
+                    seed = seeding.step_seed(ctx.seed, k, "anchor_pool")
                     c = anchor.policy(task).sample(task.train_prompts, cfg.pool_size, seed)
                     rewards = task.reward.score(task.train_prompts, c)
                     pools[k] = Pool(prompts=task.train_prompts, completions=c, rewards=rewards, gold=None)
@@ -89,7 +89,7 @@ class BOND(Method[BONDConfig]):
             ]
 
         def forward_kl(model, prompts, step):  # type: ignore[no-untyped-def]
-            rng = np.random.default_rng(seeding.derive_seed(ctx.seed, seeding.TRAIN, step, 1))
+            rng = np.random.default_rng(seeding.step_seed(ctx.seed, step, "bond_forward"))
             anchor_pool, rows, comps = pool(step), [], []
             for p in prompts:
                 i = anchor_pool.index(p)

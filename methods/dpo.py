@@ -43,7 +43,7 @@ class DPO(Method[DPOConfig]):
         pairs = PoolPairs(pool, ctx.task.config.generation.temperature)
 
         def batch_loss(model, prompts, step):  # type: ignore[no-untyped-def]
-            rng = np.random.default_rng(seeding.derive_seed(ctx.seed, seeding.TRAIN, step))
+            rng = np.random.default_rng(seeding.step_seed(ctx.seed, step))
             per_token = cfg.loss == "ipo_per_token"
             drawn = pairs.gap(model, prompts, 2, cfg.pairs_per_prompt, rng, per_token=per_token)
             if drawn is None:

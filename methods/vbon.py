@@ -78,7 +78,7 @@ class VBoN(Method[VBoNConfig]):
 
         def reward(prompts: Sequence[Prompt], completions: Completions, step: int) -> list[np.ndarray]:
             r = task.reward.score(prompts, completions)
-            ref = sequence_logprobs(task.reference.logprob(prompts, completions.tokens))
+            ref = sequence_logprobs(task.reference.token_logprobs(prompts, completions.tokens))
             out = []
             for i, p in enumerate(prompts):
                 if pool is not None:

@@ -102,7 +102,7 @@ def test_samples_match_the_exact_distribution(toy, make, other):
     index = {c: j for j, c in enumerate(support)}
     counts = np.bincount([index[c] for c in out.tokens[0]], minlength=len(support))
     p_ref, r = support_arrays(toy, 0)
-    exact = np.exp(policy.logprob([prompt], [support])[0])
+    exact = np.exp(policy.sequence_logprobs([prompt], [support])[0])
     assert exact.sum() == pytest.approx(1.0, abs=1e-9)
     assert _chi2_p(counts, exact) > 1e-3
     assert _chi2_p(counts, other(p_ref, r)) < 1e-6

@@ -30,7 +30,7 @@ def kl_to_target(task, policy, target_of):
         p_ref, r = support_arrays(task, i)
         target = target_of(p_ref, r)
         support = task.reference.support(prompt).tokens
-        pi = np.exp(policy.logprob([prompt], support)[0])
+        pi = np.exp(policy.sequence_logprobs([prompt], support)[0])
         trained.append(kl.kl_exact(pi, target))
         reference.append(kl.kl_exact(p_ref, target))
     return float(np.mean(trained)), float(np.mean(reference))
@@ -79,10 +79,10 @@ def test_trained_policy_logprobs_are_normalised(toy, tmp_path):
     )
     for prompt in toy.prompts[:2]:
         support = toy.reference.support(prompt).tokens
-        assert np.exp(policy.logprob([prompt], support)[0]).sum() == pytest.approx(1.0, abs=1e-6)
+        assert np.exp(policy.sequence_logprobs([prompt], support)[0]).sum() == pytest.approx(1.0, abs=1e-6)
         sample = policy.generate([prompt], 4, seed=0)
         np.testing.assert_allclose(
-            sequence_logprobs(sample.token_logprobs)[0], policy.logprob([prompt], sample.tokens)[0], atol=1e-9
+            sequence_logprobs(sample.token_logprobs)[0], policy.sequence_logprobs([prompt], sample.tokens)[0], atol=1e-9
         )
 
 
@@ -142,7 +142,7 @@ def _exact(task, policy, n_values=(1, 2, 4, 8, 16, 32)):
     out = {"reward": [], "reward_ref": [], "kl": [], **{n: [] for n in n_values}, **{f"ref{n}": [] for n in n_values}}
     for i, prompt in enumerate(task.prompts):
         p_ref, r = support_arrays(task, i)
-        pi = np.exp(policy.logprob([prompt], task.reference.support(prompt).tokens)[0])
+        pi = np.exp(policy.sequence_logprobs([prompt], task.reference.support(prompt).tokens)[0])
         out["reward"].append(pi @ r)
         out["reward_ref"].append(p_ref @ r)
         out["kl"].append(kl.kl_exact(pi, p_ref))
@@ -180,7 +180,7 @@ def test_dpo_moves_probability_toward_preferred_completions(toy, tmp_path):
     before, after = [], []
     for i, prompt in enumerate(toy.prompts):
         p_ref, r = support_arrays(toy, i)
-        pi = np.exp(policy.logprob([prompt], toy.reference.support(prompt).tokens)[0])
+        pi = np.exp(policy.sequence_logprobs([prompt], toy.reference.support(prompt).tokens)[0])
         before.append(p_ref @ r)
         after.append(pi @ r)
     assert np.mean(after) > np.mean(before) + 1.0, (np.mean(before), np.mean(after))
@@ -439,7 +439,7 @@ def test_a_trained_policy_is_measured_on_training_prompts_too(tmp_path):
     per_prompt = []
     for prompt in task.train_prompts[:3]:
         p_ref, _ = support_arrays(task, task.prompts.index(prompt))
-        pi = np.exp(policy.logprob([prompt], task.reference.support(prompt).tokens)[0])
+        pi = np.exp(policy.sequence_logprobs([prompt], task.reference.support(prompt).tokens)[0])
         per_prompt.append(kl.kl_exact(pi, p_ref))
     assert three["kl_exact_train"]["mean"] == pytest.approx(np.mean(per_prompt), rel=1e-9)
 

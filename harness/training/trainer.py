@@ -176,11 +176,11 @@ class Trainer:
         that trains without sampling."""
         task = self.ctx.task
         assert task.make_policy is not None
-        seed = seeding.derive_seed(self.ctx.seed, seeding.TRAIN, step, 4)
+        seed = seeding.step_seed(self.ctx.seed, step, "probe")
         with torch.no_grad():
             c = task.make_policy(self.model).sample(prompts, count, seed)
         own = sequence_logprobs(c.token_logprobs)  # type: ignore[arg-type]
-        ref = sequence_logprobs(task.reference.logprob(prompts, c.tokens))
+        ref = sequence_logprobs(task.reference.token_logprobs(prompts, c.tokens))
         return {
             "reward": float(np.concatenate(task.reward.score(prompts, c)).mean()),
             "kl": float(np.concatenate([a - b for a, b in zip(own, ref, strict=True)]).mean()),
