@@ -40,8 +40,10 @@ class BoNBoNConfig(OfflineConfig):
     def _check(self) -> BoNBoNConfig:
         if self.target == "ties" and self.pair != "ipo":
             raise ValueError("target = 'ties' sets the gap of the ipo pair term; it needs pair = 'ipo'")
-        if self.n > self.pool_size:
-            raise ValueError(f"n = {self.n} exceeds pool_size = {self.pool_size}; groups are drawn from the pool")
+        if self.n > self.train_pool_size:
+            raise ValueError(
+                f"n = {self.n} exceeds train_pool_size = {self.train_pool_size}; groups come from that pool"
+            )
         return self
 
 
@@ -54,7 +56,7 @@ class BoNBoN(Method[BoNBoNConfig]):
     def align(self, ctx: RunContext) -> AlignedPolicy:
         cfg, task = self.config, ctx.task
         beta_n = objectives.bonbon_beta(cfg.n)
-        pool = ctx.pools.get(task, cfg.pool_size, ctx.seed, stream="train")
+        pool = ctx.pools.get(task, cfg.train_pool_size, ctx.seed, stream="train")
         pairs = PoolPairs(pool, task.config.generation.temperature)
         gaps = {p.tokens: 1 / (2 * beta_n) for p in task.train_prompts}
         if cfg.target == "ties":

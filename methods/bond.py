@@ -35,8 +35,11 @@ from harness.training.onpolicy import train_on_policy
 class BONDConfig(PPOConfig):
     n: int = Field(8, ge=2, le=MAX_N, description="N of the best-of-n distribution to distil.")
     b: float = Field(0.5, ge=0, le=1, description="Jeffreys mix: weight of the backward KL (paper: 0.5).")
-    pool_size: int = Field(
-        64, ge=2, le=MAX_SAMPLES, description="Anchor samples per training prompt (for p<= and BoN samples)."
+    train_pool_size: int = Field(
+        64,
+        ge=2,
+        le=MAX_SAMPLES,
+        description="Training pool: anchor samples per training prompt (for p<= and BoN samples).",
     )
     iterations: int = Field(
         1,
@@ -47,8 +50,10 @@ class BONDConfig(PPOConfig):
 
     @model_validator(mode="after")
     def _check(self) -> BONDConfig:
-        if self.n > self.pool_size:
-            raise ValueError(f"n = {self.n} exceeds pool_size = {self.pool_size}; BoN samples come from the pool")
+        if self.n > self.train_pool_size:
+            raise ValueError(
+                f"n = {self.n} exceeds train_pool_size = {self.train_pool_size}; BoN samples come from that pool"
+            )
         if self.steps % self.iterations:
             raise ValueError(f"steps = {self.steps} must be a multiple of iterations = {self.iterations}")
         return self
@@ -72,11 +77,11 @@ class BOND(Method[BONDConfig]):
             if k not in pools:
                 pools.clear()
                 if k == 0:
-                    pools[k] = ctx.pools.get(task, cfg.pool_size, ctx.seed, stream="train")
+                    pools[k] = ctx.pools.get(task, cfg.train_pool_size, ctx.seed, stream="train")
                 else:
                     assert anchor is not None
                     seed = seeding.step_seed(ctx.seed, k, "anchor_pool")
-                    c = anchor.policy(task).sample(task.train_prompts, cfg.pool_size, seed)
+                    c = anchor.policy(task).sample(task.train_prompts, cfg.train_pool_size, seed)
                     rewards = task.reward.score(task.train_prompts, c)
                     pools[k] = Pool(prompts=task.train_prompts, completions=c, rewards=rewards, gold=None)
             return pools[k]
@@ -94,7 +99,7 @@ class BOND(Method[BONDConfig]):
             for p in prompts:
                 i = anchor_pool.index(p)
                 for _ in range(cfg.samples_per_prompt):
-                    group = rng.choice(cfg.pool_size, size=cfg.n, replace=False)
+                    group = rng.choice(cfg.train_pool_size, size=cfg.n, replace=False)
                     best = group[argmax_random_ties(anchor_pool.rewards[i][group], rng)]
                     rows.append(p)
                     comps.append(anchor_pool.completions.tokens[i][best])

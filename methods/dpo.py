@@ -39,7 +39,7 @@ class DPO(Method[DPOConfig]):
 
     def align(self, ctx: RunContext) -> AlignedPolicy:
         cfg = self.config
-        pool = ctx.pools.get(ctx.task, cfg.pool_size, ctx.seed, stream="train")
+        pool = ctx.pools.get(ctx.task, cfg.train_pool_size, ctx.seed, stream="train")
         pairs = PoolPairs(pool, ctx.task.config.generation.temperature)
 
         def batch_loss(model, prompts, step):  # type: ignore[no-untyped-def]

@@ -67,7 +67,7 @@ def test_ppo_ends_near_its_optimum_at_small_and_large_beta(toy, tmp_path, beta, 
 
 
 def test_vbon_with_the_pool_cdf_moves_toward_best_of_n(toy, tmp_path):
-    config = VBoNConfig(n=4, cdf="pool", pool_size=64, steps=100)
+    config = VBoNConfig(n=4, cdf="pool", train_pool_size=64, steps=100)
     policy = VBoN(config).align(RunContext(task=toy, seed=0, out_dir=tmp_path, pools=PoolCache(tmp_path)))
     trained, reference = kl_to_target(toy, policy, lambda p, r: bon.bon_distribution(p, r, 4))
     assert trained < 0.5 * reference, (trained, reference)
@@ -108,8 +108,8 @@ def _run(method, config, task, tmp_path):
 @pytest.mark.parametrize(
     ("method", "config"),
     [
-        ("bonbon", {"n": 4, "pool_size": 256, "steps": 150, "lr": 1e-3}),
-        ("bond", {"n": 4, "pool_size": 256, "steps": 150}),
+        ("bonbon", {"n": 4, "train_pool_size": 256, "steps": 150, "lr": 1e-3}),
+        ("bond", {"n": 4, "train_pool_size": 256, "steps": 150}),
     ],
 )
 def test_best_of_n_imitators_end_closer_to_best_of_n(toy, tmp_path, method, config):
@@ -129,7 +129,7 @@ def test_bonbon_with_the_tie_aware_target_lands_closer_to_best_of_n(toy, tmp_pat
 
     kls = {}
     for target in ("paper", "ties"):
-        config = BoNBoNConfig(n=4, pool_size=256, steps=100, lr=1e-3, target=target)
+        config = BoNBoNConfig(n=4, train_pool_size=256, steps=100, lr=1e-3, target=target)
         policy = _run(BoNBoN, config, toy, tmp_path / target)
         kls[target], _ = kl_to_target(toy, policy, lambda p, r: bon.bon_distribution(p, r, 4))
     assert kls["ties"] < 0.8 * kls["paper"], kls
@@ -156,7 +156,7 @@ def test_iterative_bond_distils_best_of_n_to_the_power_of_iterations(toy, tmp_pa
     """Two phases of best-of-2 distillation, the anchor reset to the policy in between, aim at best-of-4."""
     from harness.methods.bond import BOND, BONDConfig
 
-    policy = _run(BOND, BONDConfig(n=2, iterations=2, pool_size=256, steps=150), toy, tmp_path)
+    policy = _run(BOND, BONDConfig(n=2, iterations=2, train_pool_size=256, steps=150), toy, tmp_path)
     e = _exact(toy, policy, (2, 4))
     assert e[4] < 0.2 * e["ref4"], e
     assert e[4] < e[2], e  # past best-of-2, the first phase's target
@@ -176,7 +176,7 @@ def test_jbond_climbs_the_best_of_n_path(toy, tmp_path):
 def test_dpo_moves_probability_toward_preferred_completions(toy, tmp_path):
     from harness.methods.dpo import DPO, DPOConfig
 
-    policy = _run(DPO, DPOConfig(beta=0.5, pool_size=256, steps=100, lr=1e-3), toy, tmp_path)
+    policy = _run(DPO, DPOConfig(beta=0.5, train_pool_size=256, steps=100, lr=1e-3), toy, tmp_path)
     before, after = [], []
     for i, prompt in enumerate(toy.prompts):
         p_ref, r = support_arrays(toy, i)
