@@ -8,18 +8,17 @@ from typing import Annotated
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from harness.policy import Completions, Prompt
 from harness.seeding import MAX_SEED
-from harness.task import Task, TaskConfig
+from harness.task import StrictModel, Task, TaskConfig
 
 MAX_TABLE = 1_000_000  # prompts listed, and completions tabulated over all prompts: the task enumerates both
 
 
-class ToyParams(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+class ToyParams(StrictModel):
     seed: int = Field(0, ge=0, le=MAX_SEED)
     vocab_size: int = Field(6, ge=2, le=16)
     prompt_length: int = Field(3, ge=1, le=16)
