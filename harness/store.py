@@ -1,14 +1,6 @@
-"""The append-only results store, and the one place that knows its layout:
-
-    <out>/<task>/<method>/<config_hash>/     a run: config.json, samples.jsonl, results.json, checksums.json
-                                             (and train_log.jsonl, policy/ for a trained run, and
-                                             train_samples.jsonl where it was evaluated on training
-                                             prompts too;
-                                             offtarget.json once `harness offtarget` ran)
-    <out>/.pools/<task>/<key>/               cached reference pools
-    <out>/.checkpoints/<task>/<method>/<config_hash>/   training checkpoints of unfinished runs
-    <out>/.locks/                            one lock file per run, held while the run is written
-    <out>/.staging/                          the journal: one entry per staging directory, held by its writer
+"""The append-only results store, and the one place that builds its paths (runs, pools, checkpoints, locks, the
+staging journal, published boards) and writes its files (`replacing`, the one atomic writer). The layout is
+described once, in docs/architecture.md ("Results store layout").
 
 Everything is assembled in a hidden staging directory beside its final place and renamed into place only when
 complete, so the store never holds a half-written run, whatever interrupts the process. The writer registers its
