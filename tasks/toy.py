@@ -59,20 +59,22 @@ class ToyPolicy:
         self.completions = list(itertools.product(range(vocab_size), repeat=length))
         self._index = {c: i for i, c in enumerate(self.completions)}
         comp = torch.tensor(self.completions)
-        self._table: dict[tuple[int, ...], np.ndarray] = {}
+        self.table: dict[
+            tuple[int, ...], np.ndarray
+        ] = {}  # per prompt: the per-token log-probabilities of every completion
         with torch.no_grad():
             for p in prompts:
                 ids = torch.cat([torch.tensor(p.tokens).expand(len(comp), -1), comp], dim=1)
                 logits = model(ids).logits[:, len(p.tokens) - 1 : -1].double().log_softmax(-1)
-                self._table[p.tokens] = logits.gather(-1, comp.unsqueeze(-1)).squeeze(-1).numpy()
+                self.table[p.tokens] = logits.gather(-1, comp.unsqueeze(-1)).squeeze(-1).numpy()
 
     def _probs(self, prompt: Prompt) -> np.ndarray:
-        p = np.exp(self._table[prompt.tokens].sum(axis=1))
+        p = np.exp(self.table[prompt.tokens].sum(axis=1))
         return p / p.sum()
 
     def _rows(self, prompts: Sequence[Prompt]) -> Completions:
         """Every completion of each prompt, one row per prompt."""
-        lps = [list(self._table[p.tokens]) for p in prompts]
+        lps = [list(self.table[p.tokens]) for p in prompts]
         return Completions(
             tokens=[list(self.completions) for _ in prompts],
             text=[[_text(c) for c in self.completions] for _ in prompts],
@@ -88,7 +90,7 @@ class ToyPolicy:
 
     def token_logprobs(self, prompts: Sequence[Prompt], tokens: list[list[tuple[int, ...]]]) -> list[list[np.ndarray]]:
         return [
-            [self._table[p.tokens][self._index[tuple(c)]] for c in row] for p, row in zip(prompts, tokens, strict=True)
+            [self.table[p.tokens][self._index[tuple(c)]] for c in row] for p, row in zip(prompts, tokens, strict=True)
         ]
 
 

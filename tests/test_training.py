@@ -310,7 +310,7 @@ toy = build_task(load_task("toy"))
 ctx = RunContext(task=toy, seed=0, out_dir=out / f"rank{{state.process_index}}", pools=PoolCache(out))
 ctx.out_dir.mkdir(parents=True)
 policy = {cls}({cls}.Config(steps=6, prompts_per_step=8)).align(ctx)
-tables = np.concatenate([policy.policy.token_logprobs[p.tokens].ravel() for p in toy.prompts])
+tables = np.concatenate([policy.policy.table[p.tokens].ravel() for p in toy.prompts])
 digest = hashlib.sha256(np.round(tables, 6).tobytes()).hexdigest()
 (out / f"rank{{state.process_index}}.txt").write_text(f"{{state.num_processes}} {{policy.training.tokens}} {{digest}}")
 """
