@@ -70,7 +70,7 @@ def main() -> None:
 
     work: dict[str, Callable[[], Any]] = {
         "sampling": lambda: task.reference.sample(prompts, args.samples, 1).token_logprobs,
-        "scoring": lambda: task.reference.logprob(prompts, rollout.tokens),
+        "scoring": lambda: task.reference.token_logprobs(prompts, rollout.tokens),
         "LoRA step": train_step,
     }
     print(f"MKL_CBWR={os.environ.get('MKL_CBWR', '(unset)')}; {len(rows)} sequences; median of {args.repeats}")

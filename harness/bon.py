@@ -1,6 +1,6 @@
 """Best-of-n distributions: exact (with ties) and estimated from a pool of reference samples.
 
-Notation (README, "What a run reports"): pi_ref the reference policy, r the proxy reward,
+Notation (docs/formulas.md, "Notation"): pi_ref the reference policy, r the proxy reward,
 F<(y) = P_{z~pi_ref}(r(z) < r(y)), F<=(y) likewise with <=, [y] the outcomes whose reward equals r(y).
 
 Also the exact distributions of the best-of-n variants that pick one of n reference samples by another rule:

@@ -63,9 +63,13 @@ def _evaluate(task: Task, policy: AlignedPolicy, seed: int, pools: PoolCache) ->
     prompts = task.prompts
     out = outputs_of(task, policy, seed)
     c, w = out.completions, out.weights
-    ref_tokens = c.ref_token_logprobs or task.reference.logprob(prompts, c.tokens)
+    ref_tokens = c.ref_token_logprobs or task.reference.token_logprobs(prompts, c.tokens)
     ref_seq = sequence_logprobs(ref_tokens)
-    seq = sequence_logprobs(c.token_logprobs) if c.token_logprobs is not None else policy.logprob(prompts, c.tokens)
+    seq = (
+        sequence_logprobs(c.token_logprobs)
+        if c.token_logprobs is not None
+        else policy.sequence_logprobs(prompts, c.tokens)
+    )
     held_out = pools.get(task, cfg.reference_samples, seed, stream="held-out")
     wins = [winrate.win_rate_terms(r, z) for r, z in zip(out.rewards, held_out.rewards, strict=True)]
 
@@ -143,7 +147,7 @@ def _exact(task: Task, policy: AlignedPolicy) -> dict[str, list[float]]:
     out: dict[str, list[float]] = {}
     for prompt in task.prompts:
         e = enumerate_prompt(reference, task.reward, prompt)
-        logp = policy.logprob([prompt], e.support.tokens)
+        logp = policy.sequence_logprobs([prompt], e.support.tokens)
         if logp is None:
             return {}
         p = np.exp(logp[0])

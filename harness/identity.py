@@ -20,8 +20,9 @@ LEGACY_BUILDER = re.compile(r"^harness\.(?=tasks\.)")  # harness.tasks.toy:build
 
 def identity(config: dict[str, Any]) -> dict[str, Any]:
     """What makes a stored config.json's results what they are: everything but its operational settings (and,
-    from scheme 3, the task's builder). Reads every hash scheme (a scheme-1 config kept its operational settings
-    among the method's)."""
+    from scheme 3, the task's builder), with its method settings under today's names (`current`). Reads every
+    hash scheme (a scheme-1 config kept its operational settings among the method's)."""
+    config = current(config)
     scheme = config.get("hash_scheme", 1)
     if scheme == 1:
         method = {k: v for k, v in config["method"].items() if k not in LEGACY_OPERATIONAL}
@@ -30,6 +31,24 @@ def identity(config: dict[str, Any]) -> dict[str, Any]:
     if scheme >= 3:
         out["task"] = {k: v for k, v in config["task"].items() if k != "builder"}
     return out
+
+
+def current(config: dict[str, Any]) -> dict[str, Any]:
+    """A stored config.json with its method settings under today's names: a setting renamed since it was stored
+    (harness.method.RENAMED) is read under its new name where the installed method knows only that one, so that
+    a run stored before the rename is read, rebuilt and ranked like a run of today. A method that is not installed
+    here is left as it was stored."""
+    from harness.method import METHODS, RENAMED
+
+    method = config["method"]
+    try:
+        fields = METHODS.get(method["name"]).Config.model_fields
+    except (LookupError, ImportError, AttributeError):
+        return config
+    names = {old: new for old, (new, _) in RENAMED.items() if old in method and new in fields and old not in fields}
+    if not names:
+        return config
+    return config | {"method": {names.get(k, k): v for k, v in method.items()}}
 
 
 def implementation(method: type) -> dict[str, str | None]:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Generic, TypeVar
 
 import numpy as np
+from pydantic import model_validator
 
 from harness.policy import Completions, Prompt
 from harness.pool import Pool, PoolCache
@@ -25,12 +26,29 @@ MAX_N = 4096  # samples per output of a best-of-n-type method
 MAX_COEF = 1e4
 MAX_STEPS = 1_000_000  # training steps, and passes or groups per step
 
+# Method settings renamed since runs were first stored: old name -> (new name, what it is). A config given today
+# (-p, a sweep file, a task's methods: block) that uses an old name is refused with a hint naming the new one; a
+# config.json stored before the rename is read under the new name (harness.identity.current), never a user's.
+RENAMED = {
+    "pool_size": ("train_pool_size", "the training pool; --pool-size sets the evaluation pool"),
+}
+
 
 class MethodConfig(StrictModel):
     """Base of every method's hyperparameters: each field has a default, a range and a one-line help.
 
     A field that cannot change a run's results (how often to log or checkpoint) is marked operational with
     `Field(..., json_schema_extra=OPERATIONAL)`: it is stored with the run but is not part of its identity."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _not_renamed(cls, data: Any) -> Any:
+        """Refuse a setting under the name it had before it was renamed (RENAMED), with the new name."""
+        if isinstance(data, dict):
+            for old, (new, what) in RENAMED.items():
+                if old in data and new in cls.model_fields and old not in cls.model_fields:
+                    raise ValueError(f"{old} = {data[old]!r}: {old} is now {new} ({what}): give {new} instead")
+        return data
 
     @classmethod
     def marked(cls, key: str) -> set[str]:
@@ -74,9 +92,13 @@ class RunContext:
     pools: PoolCache
     checkpoint_dir: Path | None = None  # kept across interruptions until the run completes; None: no checkpoints
 
-    def pool(self) -> Pool:
-        """The shared reference pool of the task's evaluation prompts (evaluation.pool_size per prompt)."""
-        return self.pools.get(self.task, self.task.config.evaluation.pool_size, self.seed)
+    def evaluation_pool(self, n: int) -> Pool | None:
+        """The shared reference pool of the task's evaluation prompts (M = evaluation.pool_size samples per
+        prompt) for a policy that picks each output from n reference samples: None where n > M, and the policy
+        samples its candidates afresh. The one place that decides whether an inference-time method reads the
+        pool."""
+        size = self.task.config.evaluation.pool_size
+        return self.pools.get(self.task, size, self.seed) if n <= size else None
 
     def held_out(self) -> Pool:
         """The held-out reference samples of the evaluation prompts (evaluation.reference_samples per prompt), which
@@ -112,9 +134,12 @@ class AlignedPolicy(ABC):
     def generate(self, prompts: Sequence[Prompt], count: int, seed: int) -> Completions:
         """`count` outputs per prompt; the same seed, the same outputs."""
 
-    def logprob(self, prompts: Sequence[Prompt], tokens: list[list[tuple[int, ...]]]) -> list[np.ndarray] | None:
-        """Sequence log-probabilities of given completions under this policy, where it has them (the Monte Carlo
-        and exact KL read them; see docs/adding-a-method.md)."""
+    def sequence_logprobs(
+        self, prompts: Sequence[Prompt], tokens: list[list[tuple[int, ...]]]
+    ) -> list[np.ndarray] | None:
+        """Sequence log-probabilities log pi(y | x), one number per completion (a reference Policy's
+        `token_logprobs` gives them per token), where this policy has them: the Monte Carlo and exact KL read
+        them (docs/adding-a-method.md)."""
         return None
 
     def pooled(self, seed: int, count: int) -> Outputs | None:

@@ -1,4 +1,5 @@
-"""The objectives of the methods that fine-tune toward best-of-n, as pure functions (README, Methods).
+"""The objectives of the methods that fine-tune toward best-of-n, as pure functions (docs/formulas.md, "Training
+objectives").
 
 Each is what a method adapter's loss or reward is built from; the closed-form optima they target are in
 `harness.targets`. Array arguments are numpy or torch, elementwise.

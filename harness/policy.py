@@ -59,8 +59,9 @@ class Policy(Protocol):
         """n completions per prompt with their per-token log-probabilities; the same seed, the same samples."""
         ...
 
-    def logprob(self, prompts: Sequence[Prompt], tokens: list[list[tuple[int, ...]]]) -> list[list[np.ndarray]]:
-        """Per-token log-probabilities of given completions."""
+    def token_logprobs(self, prompts: Sequence[Prompt], tokens: list[list[tuple[int, ...]]]) -> list[list[np.ndarray]]:
+        """Per-token log-probabilities of given completions: for prompt i, one array per completion (an aligned
+        policy's `sequence_logprobs` gives one number per completion instead)."""
         ...
 
 

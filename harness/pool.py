@@ -8,7 +8,7 @@ against, reward CDFs, preference pairs.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -28,13 +28,30 @@ LABELS = {"pool": "reference pool", "held-out": "held-out reference samples", "t
 
 @dataclass
 class Pool:
+    """Samples per prompt, row i for `prompts[i]`: their completions, proxy rewards and gold rewards (if any)."""
+
+    prompts: list[Prompt]
     completions: Completions  # token_logprobs and ref_token_logprobs are both pi_ref's
     rewards: list[np.ndarray]
     gold: list[np.ndarray] | None
+    _rows: dict[tuple[int, ...], int] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._rows = {p.tokens: i for i, p in enumerate(self.prompts)}
 
     @property
     def m(self) -> int:
         return len(self.rewards[0])
+
+    def __contains__(self, prompt: Prompt) -> bool:
+        return prompt.tokens in self._rows
+
+    def index(self, prompt: Prompt) -> int:
+        """The row of `prompt`'s samples (a prompt is known by its tokens)."""
+        try:
+            return self._rows[prompt.tokens]
+        except KeyError:
+            raise KeyError(f"prompt {prompt.id!r} has no samples in this pool") from None
 
 
 class PoolCache:
@@ -69,9 +86,9 @@ class PoolCache:
             raise ValueError(f"unknown pool stream {stream!r}; accepted: {', '.join(STREAMS)}")
         prompts = _prompts(task, stream)
         path = self.path(task, m, seed, stream)
-        if (path / "pool.jsonl").is_file():
+        if (path / store.POOL_SAMPLES).is_file():
             log.info("reusing the reference pool %s", path)
-            return _load(path, len(prompts), m)
+            return _load(path, prompts, m)
         log.info("sampling a reference pool of %d per prompt for %d prompts", m, len(prompts))
         what = f"{LABELS[stream]} ({m} per prompt, {len(prompts)} prompts)"
         gold = None
@@ -85,9 +102,9 @@ class PoolCache:
                 bar.update(bar.task_ids[0], advance=1, description=f"{what}: gold reward")
                 gold = task.gold_reward.score(prompts, c)
             bar.advance(bar.task_ids[0])
-        pool = Pool(completions=c, rewards=rewards, gold=gold)
+        pool = Pool(prompts=prompts, completions=c, rewards=rewards, gold=gold)
         self.sampled += len(prompts) * m
-        _save(pool, prompts, path, self.root, {"task": task.config.name, "m": m, "seed": seed, "stream": stream})
+        _save(pool, path, self.root, {"task": task.config.name, "m": m, "seed": seed, "stream": stream})
         return pool
 
 
@@ -95,7 +112,7 @@ def _prompts(task: Task, stream: str) -> list[Prompt]:
     return task.train_prompts if stream == "train" else task.prompts
 
 
-def _save(pool: Pool, prompts: list[Prompt], path: Path, root: Path, meta: dict) -> None:
+def _save(pool: Pool, path: Path, root: Path, meta: dict) -> None:
     c = pool.completions
     records = (
         {
@@ -106,26 +123,27 @@ def _save(pool: Pool, prompts: list[Prompt], path: Path, root: Path, meta: dict)
             "reward": float(pool.rewards[i][j]),
             "gold_reward": None if pool.gold is None else float(pool.gold[i][j]),
         }
-        for i, prompt in enumerate(prompts)
+        for i, prompt in enumerate(pool.prompts)
         for j in range(pool.m)
     )
     with staged(path, root) as stage:
-        write_jsonl(stage / "pool.jsonl", records)
-        write_json(stage / "meta.json", meta)
+        write_jsonl(stage / store.POOL_SAMPLES, records)
+        write_json(stage / store.POOL_META, meta)
         store.seal(stage)
 
 
-def _load(path: Path, n_prompts: int, m: int) -> Pool:
+def _load(path: Path, prompts: list[Prompt], m: int) -> Pool:
     remedy = "remove it with `harness gc`, and it is sampled again on next use"
-    store.verify(path, "pool.jsonl", "meta.json", remedy=remedy)
-    rows = store.read_jsonl(path / "pool.jsonl")
-    meta = store.read_json(path / "meta.json")
-    if not isinstance(meta, dict) or meta.get("m") != m or len(rows) != n_prompts * m:
-        raise store.CorruptError(f"reference pool {path} does not hold {n_prompts} x {m} samples; {remedy}")
+    store.verify(path, store.POOL_SAMPLES, store.POOL_META, remedy=remedy)
+    rows = store.read_jsonl(path / store.POOL_SAMPLES)
+    meta = store.read_json(path / store.POOL_META)
+    if not isinstance(meta, dict) or meta.get("m") != m or len(rows) != len(prompts) * m:
+        raise store.CorruptError(f"reference pool {path} does not hold {len(prompts)} x {m} samples; {remedy}")
     try:
-        by = [rows[i * m : (i + 1) * m] for i in range(n_prompts)]
+        by = [rows[i * m : (i + 1) * m] for i in range(len(prompts))]
         lps = [[np.asarray(x["token_logprobs"], np.float64) for x in row] for row in by]
         return Pool(
+            prompts=prompts,
             completions=Completions(
                 tokens=[[tuple(x["tokens"]) for x in row] for row in by],
                 text=[[x["text"] for x in row] for row in by],

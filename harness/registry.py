@@ -65,17 +65,40 @@ class Registry(Generic[T]):
         self._discovered = False
 
     def register(self, name: str, target: str | T | None = None) -> Callable[[T], T]:
-        """Register `target` under `name`; without a target, return a decorator that registers its argument."""
+        """Register `target` under `name`; without a target, return a decorator that registers its argument. A
+        name that is already registered to something else (a built-in, an entry point, an earlier registration)
+        is refused, as entry-point discovery refuses it: never silently replaced."""
 
         check_name(self.kind, name)
+        self._discover()
 
         def decorate(obj: T) -> T:
-            self._entries[name] = obj
+            self._claim(name, obj)
             return obj
 
         if target is not None:
-            self._entries[name] = target
+            self._claim(name, target)
         return decorate
+
+    def _claim(self, name: str, new: str | T) -> None:
+        """Register `new` under `name` unless another component holds the name. The lazy target of a name is
+        replaced by what its module registers on import (`module`, or `module:attr` naming that very object), and
+        registering the same target again (a module imported twice) changes nothing."""
+        old = self._entries.get(name)
+        module, qualname = getattr(new, "__module__", None), getattr(new, "__qualname__", None)
+        same = (
+            name not in self._entries
+            or old is new
+            or old == new
+            or (isinstance(old, str) and old in (module, f"{module}:{qualname}"))
+            or (module, qualname) == (getattr(old, "__module__", None), getattr(old, "__qualname__", ""))
+        )
+        if not same:
+            raise DuplicateNameError(
+                f"{self.kind} {name!r} is registered twice: as {_describe(old)} and as {_describe(new)}; "
+                "rename one of them"
+            )
+        self._entries[name] = new
 
     def _discover(self) -> None:
         if self._discovered:
@@ -147,6 +170,14 @@ class Registry(Generic[T]):
         if isinstance(loaded, str):
             raise UnknownNameError(f"module {module_name!r} does not register a {self.kind} named {name!r}", self.kind)
         return loaded
+
+
+def _describe(entry: object) -> str:
+    """A registered entry as an error message names it: its target, or the module and name of an object."""
+    if isinstance(entry, str):
+        return repr(entry)
+    module, qualname = getattr(entry, "__module__", None), getattr(entry, "__qualname__", None)
+    return f"{module}:{qualname}" if module and qualname else repr(entry)
 
 
 def package_modules(package: str, suffix: str = ".py") -> list[tuple[str, str]]:

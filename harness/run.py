@@ -17,7 +17,7 @@ import harness
 from harness import seeding, store, threads
 from harness.backends import require_backend
 from harness.evaluate import Evaluation, evaluate
-from harness.identity import HASH_SCHEME, LEGACY_BUILDER, identity, implementation, modern_builder
+from harness.identity import HASH_SCHEME, LEGACY_BUILDER, current, identity, implementation, modern_builder
 from harness.method import METHODS, AlignedPolicy, Method, MethodConfig, RunContext, TrainingCost
 from harness.pool import PoolCache
 from harness.provenance import provenance
@@ -258,7 +258,9 @@ def stored_spec(run_dir: Path) -> RunSpec:
 
 
 def spec_of(config: dict[str, Any]) -> RunSpec:
-    """The spec of a resolved config (a stored or published config.json), with the installed method."""
+    """The spec of a resolved config (a stored or published config.json), with the installed method, its settings
+    read under today's names (harness.identity.current)."""
+    config = current(config)
     method = {k: v for k, v in config["method"].items() if k != "version"} | config.get("operational", {})
     name = method.pop("name")
     cls = METHODS.get(name)

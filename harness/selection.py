@@ -14,7 +14,7 @@ from harness.bon import argmax_random_ties
 from harness.method import AlignedPolicy, Outputs
 from harness.policy import Completions, EnumerablePolicy, Policy, Prompt, Reward, enumerate_prompt, sequence_logprobs
 from harness.pool import Pool
-from harness.seeding import OUTPUTS, derive_seed
+from harness.seeding import CANDIDATES, OUTPUTS, PICK, derive_seed
 
 
 def subsets_in_rounds(m: int, n: int, count: int, rng: np.random.Generator) -> np.ndarray:
@@ -23,6 +23,8 @@ def subsets_in_rounds(m: int, n: int, count: int, rng: np.random.Generator) -> n
 
     Each row is a uniformly random n-subset of the pool, so n i.i.d. draws from pi_ref when the pool is; the rows
     of one round are disjoint, so the outputs picked from them are independent draws of the policy."""
+    if not 1 <= n <= m:
+        raise ValueError(f"n must lie in [1, m={m}], got {n}")
     per_round = m // n
     rounds = [rng.permutation(m)[: per_round * n].reshape(per_round, n) for _ in range(-(-count // per_round))]
     return np.concatenate(rounds)[:count]
@@ -45,7 +47,8 @@ class SelectionPolicy(AlignedPolicy):
     """n candidates per output from pi_ref, one returned by `choose`; exact log-probabilities from `distribution`
     where the reference policy can be enumerated.
 
-    Given the shared reference pool of the prompts (n <= M), the candidates of the outputs are n-subsets of the
+    Given the shared reference pool of the evaluation prompts (n <= M: harness.method.RunContext.evaluation_pool),
+    the candidates of the outputs are n-subsets of the
     prompt's pool drawn in rounds (`subsets_in_rounds`): every output is an exact draw of the policy, at no extra
     sampling, and the M // n outputs of one round, whose candidates are disjoint, are independent; outputs of
     different rounds may share a candidate. `pooled` returns the outputs with their candidates, so that what needs
@@ -53,13 +56,10 @@ class SelectionPolicy(AlignedPolicy):
     best-of-n's `kl_pool`) can tell. Without the pool, candidates are sampled afresh.
     """
 
-    def __init__(
-        self, reference: Policy, reward: Reward, n: int, pool: Pool | None = None, prompts: Sequence[Prompt] = ()
-    ):
+    def __init__(self, reference: Policy, reward: Reward, n: int, pool: Pool | None = None):
         self.reference, self.reward = reference, reward
         self.n = self.samples_per_output = n
-        self.candidates = pool if pool is not None and n <= pool.m else None
-        self.row = {p.tokens: i for i, p in enumerate(prompts)}
+        self.candidates = pool
         self._log_dist: dict[tuple[int, ...], np.ndarray] = {}
 
     @abstractmethod
@@ -73,10 +73,10 @@ class SelectionPolicy(AlignedPolicy):
     def _pick(self, pool: Pool, rows: list[int], count: int, seed: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
         """For each pool row: the candidates of `count` outputs (pool indices, shape (count, n)) and the pool index
         of the output picked from each."""
-        draw = np.random.default_rng([seed, 2])
+        draw = np.random.default_rng([seed, CANDIDATES])
         candidates = [subsets_in_rounds(pool.m, self.n, count, draw) for _ in rows]
         ref = sequence_logprobs(pool.completions.ref_token_logprobs)  # type: ignore[arg-type]
-        pick = np.random.default_rng([seed, 1])  # the choice, independent of the candidates
+        pick = np.random.default_rng([seed, PICK])  # the choice, independent of the candidates
         chosen = [
             c[np.arange(count), self.choose(pool.rewards[i][c], ref[i][c], pick)]
             for i, c in zip(rows, candidates, strict=True)
@@ -85,8 +85,8 @@ class SelectionPolicy(AlignedPolicy):
 
     def generate(self, prompts: Sequence[Prompt], count: int, seed: int) -> Completions:
         pool = self.candidates
-        if pool is not None and all(p.tokens in self.row for p in prompts):
-            rows = [self.row[p.tokens] for p in prompts]
+        if pool is not None and all(p in pool for p in prompts):
+            rows = [pool.index(p) for p in prompts]
             _, picked = self._pick(pool, rows, count, seed)
             sub = Completions(
                 tokens=[pool.completions.tokens[i] for i in rows],
@@ -97,7 +97,7 @@ class SelectionPolicy(AlignedPolicy):
         candidates = self.reference.sample(prompts, count * self.n, seed)
         rewards = self.reward.score(prompts, candidates)
         ref = sequence_logprobs(candidates.token_logprobs)  # type: ignore[arg-type]  # sampled from pi_ref itself
-        rng = np.random.default_rng([seed, 1])
+        rng = np.random.default_rng([seed, PICK])
         offsets = np.arange(count) * self.n
         chosen = candidates.take(
             [
@@ -125,7 +125,9 @@ class SelectionPolicy(AlignedPolicy):
             candidates=candidates,
         )
 
-    def logprob(self, prompts: Sequence[Prompt], tokens: list[list[tuple[int, ...]]]) -> list[np.ndarray] | None:
+    def sequence_logprobs(
+        self, prompts: Sequence[Prompt], tokens: list[list[tuple[int, ...]]]
+    ) -> list[np.ndarray] | None:
         """Exact log pi(y) where the reference policy can be enumerated; unavailable otherwise."""
         if not isinstance(self.reference, EnumerablePolicy):
             return None

@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import logging
 import math
-import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -259,8 +258,8 @@ def pretrain(config: PretrainConfig, work: Path) -> tuple[Any, Any]:
         if step % config.checkpoint_every == 0 or step == config.steps:
             store.write_jsonl(log_path, history)
             state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step}
-            torch.save(state | {"config": config.model_dump_json()}, ckpt.with_suffix(".tmp"))
-            os.replace(ckpt.with_suffix(".tmp"), ckpt)
+            with store.replacing(ckpt) as tmp:
+                torch.save(state | {"config": config.model_dump_json()}, tmp)
     return model, tokenizer
 
 

@@ -1,14 +1,6 @@
-"""The append-only results store, and the one place that knows its layout:
-
-    <out>/<task>/<method>/<config_hash>/     a run: config.json, samples.jsonl, results.json, checksums.json
-                                             (and train_log.jsonl, policy/ for a trained run, and
-                                             train_samples.jsonl where it was evaluated on training
-                                             prompts too;
-                                             offtarget.json once `harness offtarget` ran)
-    <out>/.pools/<task>/<key>/               cached reference pools
-    <out>/.checkpoints/<task>/<method>/<config_hash>/   training checkpoints of unfinished runs
-    <out>/.locks/                            one lock file per run, held while the run is written
-    <out>/.staging/                          the journal: one entry per staging directory, held by its writer
+"""The append-only results store, and the one place that builds its paths (runs, pools, checkpoints, locks, the
+staging journal, published boards) and writes its files (`replacing`, the one atomic writer). The layout is
+described once, in docs/architecture.md ("Results store layout").
 
 Everything is assembled in a hidden staging directory beside its final place and renamed into place only when
 complete, so the store never holds a half-written run, whatever interrupts the process. The writer registers its
@@ -52,6 +44,7 @@ CONFIG, SAMPLES, RESULTS, CHECKSUMS = "config.json", "samples.jsonl", "results.j
 POLICY, TRAIN_LOG, TRAIN_SAMPLES = "policy", "train_log.jsonl", "train_samples.jsonl"
 OFFTARGET = "offtarget.json"  # off-target metrics of a run: a record of its own, beside the run's sealed files
 POOLS, CHECKPOINTS, LOCKS = ".pools", ".checkpoints", ".locks"
+POOL_SAMPLES, POOL_META = "pool.jsonl", "meta.json"  # the files of a cached reference pool (harness.pool)
 JOURNAL = ".staging"  # under a root: one entry per staging directory, held by its writer while it lives
 _MARK = ".staged"  # inside a staging directory: the token of its journal entry
 _HASH = re.compile(r"[0-9a-f]{12}")
@@ -127,6 +120,37 @@ def checkpoint_dir(out: Path, task: str, method: str, hash_: str) -> Path:
     return _inside(out / CHECKPOINTS / task / method / hash_, out)
 
 
+def checkpoint_file(directory: Path, data: bytes) -> Path:
+    """Where a checkpoint of these bytes is saved: `checkpoint-<first 16 hex of their sha256>.pt`, a name that
+    carries its checksum."""
+    return directory / f"checkpoint-{hashlib.sha256(data).hexdigest()[:16]}.pt"
+
+
+def checkpoints(directory: Path) -> list[Path]:
+    """The checkpoint files in `directory`, oldest first (not the temporary file of one being written)."""
+    return sorted(directory.glob("checkpoint-*.pt"), key=lambda p: p.stat().st_mtime_ns)
+
+
+def write_checkpoint(directory: Path, data: bytes) -> Path:
+    """Save a checkpoint atomically under the name of its checksum, then remove the older ones: a crash at any
+    point keeps a good checkpoint."""
+    makedirs(directory)
+    path = checkpoint_file(directory, data)
+    write_atomic(path, data)
+    for old in checkpoints(directory):
+        if old != path:
+            old.unlink(missing_ok=True)
+    return path
+
+
+def read_checkpoint(path: Path, remedy: str) -> bytes:
+    """The bytes of a checkpoint, checked against the checksum in its name (a CorruptError naming `remedy`)."""
+    data = path.read_bytes()
+    if checkpoint_file(path.parent, data) != path:
+        raise CorruptError(f"checkpoint {path} does not match its checksum (changed or truncated); {remedy}")
+    return data
+
+
 def evaluation_path(out: Path, run: Path, key: str) -> Path:
     """Where a re-evaluation of a stored run with other settings lives: beside the run's own files, in `out`."""
     return _inside(run / "evaluations" / key, out)
@@ -194,24 +218,33 @@ def sha256(path: Path) -> str:
 
 
 @contextmanager
-def _replacing(path: Path) -> Iterator[Path]:
-    """A temporary file beside `path` (unique, so concurrent writers never share it) that replaces `path`
-    atomically when the block succeeds, and vanishes when it fails."""
+def replacing(path: Path) -> Iterator[Path]:
+    """The one way the harness writes a file: a temporary file beside `path` (unique, so concurrent writers never
+    share it) that replaces `path` atomically when the block succeeds, with the permissions that the umask gives
+    a new file, and vanishes when it fails. Nothing half-written is ever seen under `path`."""
     fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.tmp-")
     os.close(fd)
     tmp = Path(name)
     try:
         yield tmp
-        os.chmod(tmp, 0o666 & ~UMASK)
+        os.chmod(tmp, 0o666 & ~UMASK)  # mkstemp makes it 0o600 whatever the umask
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
 
 
+def write_atomic(path: Path, data: str | bytes) -> None:
+    """Write `data` to `path` whole or not at all (`replacing`)."""
+    with replacing(path) as tmp:
+        if isinstance(data, bytes):
+            tmp.write_bytes(data)
+        else:
+            tmp.write_text(data)
+
+
 def write_json(path: Path, obj: Any) -> None:
-    with _replacing(path) as tmp:
-        tmp.write_text(canonical_json(obj))
+    write_atomic(path, canonical_json(obj))
 
 
 def read_json(path: Path) -> Any:
@@ -224,7 +257,7 @@ def read_json(path: Path) -> Any:
 
 
 def write_jsonl(path: Path, records: Iterable[dict[str, Any]]) -> None:
-    with _replacing(path) as tmp, jsonlines.open(tmp, mode="w", sort_keys=True) as writer:
+    with replacing(path) as tmp, jsonlines.open(tmp, mode="w", sort_keys=True) as writer:
         writer.write_all(records)
 
 
@@ -700,8 +733,8 @@ def gc(out: Path) -> list[tuple[Path, str]]:
     for pool in _below(out / POOLS, 2):
         try:
             verify(pool, *(p.name for p in pool.iterdir() if p.name != CHECKSUMS))
-            read_jsonl(pool / "pool.jsonl")
-            read_json(pool / "meta.json")
+            read_jsonl(pool / POOL_SAMPLES)
+            read_json(pool / POOL_META)
         except CorruptError as e:
             shutil.rmtree(pool, ignore_errors=True)  # does not follow links inside
             removed.append((pool, f"corrupted reference pool: {e}"))
@@ -709,8 +742,7 @@ def gc(out: Path) -> list[tuple[Path, str]]:
         for ckpt in sorted(run.iterdir()):
             if ckpt.name.startswith(".") or not stat.S_ISREG(os.lstat(ckpt).st_mode):
                 continue  # a checkpoint being written (its temporary file), or no file of the trainer's
-            name_hash = ckpt.stem.removeprefix("checkpoint-")
-            if ckpt.suffix == ".pt" and hashlib.sha256(ckpt.read_bytes()).hexdigest()[:16] != name_hash:
+            if ckpt.suffix == ".pt" and checkpoint_file(run, ckpt.read_bytes()) != ckpt:
                 ckpt.unlink()
                 removed.append((ckpt, "partial or corrupted checkpoint"))
     return removed

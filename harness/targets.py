@@ -1,6 +1,6 @@
-"""Closed-form optima of the methods' objectives on an enumerable outcome space (README, Methods), and the
-reference curves drawn on leaderboard plots (README, Sweeps and leaderboards). Tests train on the toy task
-toward these."""
+"""Closed-form optima of the methods' objectives on an enumerable outcome space (docs/formulas.md, "Training
+objectives"), and the reference curves drawn on leaderboard plots (docs/formulas.md, "Reference curves"). Tests
+train on the toy task toward these."""
 
 from __future__ import annotations
 

@@ -203,7 +203,9 @@ class Task:
     # Further per-output scores reported beside the rewards (e.g. ROUGE-L against a human reference); never
     # optimised by any method.
     extra_metrics: dict[str, Reward] = field(default_factory=dict)
-    train_prompts: list[Prompt] = field(default_factory=list)  # for methods that train; disjoint from `prompts`
+    # For methods that train. Disjoint from `prompts` on the tasks that sample real text (imdb, aclsum, the hub
+    # tasks); `toy` trains on its evaluation prompts, since it is solved exactly on them.
+    train_prompts: list[Prompt] = field(default_factory=list)
     # For methods that train: the reference policy's torch model (copied, never changed) and how a trained
     # copy of it becomes a Policy of the same kind as `reference`.
     model: Any = None

@@ -10,15 +10,11 @@ best-of-n curve. Beyond the pool, outputs are sampled afresh.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 from pydantic import Field
 
 from harness import bon, seeding
 from harness.method import MAX_N, METHODS, AlignedPolicy, Method, MethodConfig, Outputs, RunContext
-from harness.policy import Policy, Prompt, Reward
-from harness.pool import Pool
 from harness.selection import BestOfScorePolicy
 
 
@@ -29,19 +25,13 @@ class BoNConfig(MethodConfig):
 class BoNPolicy(BestOfScorePolicy):
     """Best-of-n of the proxy reward; evaluated from `pool` (the evaluation prompts' reference pool) where given."""
 
-    def __init__(
-        self, reference: Policy, reward: Reward, n: int, pool: Pool | None = None, prompts: Sequence[Prompt] = ()
-    ):
-        super().__init__(reference, reward, n, pool, prompts)
-        self.pool = pool if pool is not None and n <= pool.m else None
-
     def distribution(self, p_ref: np.ndarray, rewards: np.ndarray) -> np.ndarray:
         return bon.bon_distribution(p_ref, rewards, self.n)
 
     def pooled(self, seed: int, count: int) -> Outputs | None:
-        if self.pool is None:
+        if self.candidates is None:
             return None
-        pool, rng = self.pool, np.random.default_rng(seeding.derive_seed(seed, seeding.TIES))
+        pool, rng = self.candidates, np.random.default_rng(seeding.derive_seed(seed, seeding.TIES))
         orders = [bon.pool_order(r, rng) for r in pool.rewards]
         completions = pool.completions.take(orders)
         completions.token_logprobs = None  # pi_ref's, not the best-of-n policy's
@@ -53,9 +43,10 @@ class BoNPolicy(BestOfScorePolicy):
         )
 
     def curve(self) -> list[tuple[int, AlignedPolicy]]:
-        if self.pool is None:
-            return []
-        return [(k, BoNPolicy(self.reference, self.reward, k, self.pool)) for k in range(1, self.pool.m + 1)]
+        pool = self.candidates
+        return (
+            [] if pool is None else [(k, BoNPolicy(self.reference, self.reward, k, pool)) for k in range(1, pool.m + 1)]
+        )
 
 
 @METHODS.register("bon")
@@ -65,5 +56,5 @@ class BoN(Method[BoNConfig]):
     Config = BoNConfig
 
     def align(self, ctx: RunContext) -> AlignedPolicy:
-        fits = self.config.n <= ctx.task.config.evaluation.pool_size
-        return BoNPolicy(ctx.task.reference, ctx.task.reward, self.config.n, ctx.pool() if fits else None)
+        n = self.config.n
+        return BoNPolicy(ctx.task.reference, ctx.task.reward, n, ctx.evaluation_pool(n))

@@ -40,8 +40,10 @@ class BoNBoNConfig(OfflineConfig):
     def _check(self) -> BoNBoNConfig:
         if self.target == "ties" and self.pair != "ipo":
             raise ValueError("target = 'ties' sets the gap of the ipo pair term; it needs pair = 'ipo'")
-        if self.n > self.pool_size:
-            raise ValueError(f"n = {self.n} exceeds pool_size = {self.pool_size}; groups are drawn from the pool")
+        if self.n > self.train_pool_size:
+            raise ValueError(
+                f"n = {self.n} exceeds train_pool_size = {self.train_pool_size}; groups come from that pool"
+            )
         return self
 
 
@@ -54,8 +56,8 @@ class BoNBoN(Method[BoNBoNConfig]):
     def align(self, ctx: RunContext) -> AlignedPolicy:
         cfg, task = self.config, ctx.task
         beta_n = objectives.bonbon_beta(cfg.n)
-        pool = ctx.pools.get(task, cfg.pool_size, ctx.seed, stream="train")
-        pairs = PoolPairs(pool, task.train_prompts, task.config.generation.temperature)
+        pool = ctx.pools.get(task, cfg.train_pool_size, ctx.seed, stream="train")
+        pairs = PoolPairs(pool, task.config.generation.temperature)
         gaps = {p.tokens: 1 / (2 * beta_n) for p in task.train_prompts}
         if cfg.target == "ties":
             for i, p in enumerate(task.train_prompts):
@@ -67,7 +69,7 @@ class BoNBoN(Method[BoNBoNConfig]):
                     gaps[p.tokens] = objectives.bonbon_tied_gap(np.ones(len(rewards)), rewards, cfg.n)
 
         def batch_loss(model, prompts, step):  # type: ignore[no-untyped-def]
-            rng = np.random.default_rng(seeding.derive_seed(ctx.seed, seeding.TRAIN, step))
+            rng = np.random.default_rng(seeding.step_seed(ctx.seed, step))
             drawn = pairs.gap(model, prompts, cfg.n, cfg.groups_per_prompt, rng)
             if drawn is None:
                 return torch.zeros((), requires_grad=True), {"pairs": 0.0}

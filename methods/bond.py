@@ -35,8 +35,11 @@ from harness.training.onpolicy import train_on_policy
 class BONDConfig(PPOConfig):
     n: int = Field(8, ge=2, le=MAX_N, description="N of the best-of-n distribution to distil.")
     b: float = Field(0.5, ge=0, le=1, description="Jeffreys mix: weight of the backward KL (paper: 0.5).")
-    pool_size: int = Field(
-        64, ge=2, le=MAX_SAMPLES, description="Anchor samples per training prompt (for p<= and BoN samples)."
+    train_pool_size: int = Field(
+        64,
+        ge=2,
+        le=MAX_SAMPLES,
+        description="Training pool: anchor samples per training prompt (for p<= and BoN samples).",
     )
     iterations: int = Field(
         1,
@@ -47,8 +50,10 @@ class BONDConfig(PPOConfig):
 
     @model_validator(mode="after")
     def _check(self) -> BONDConfig:
-        if self.n > self.pool_size:
-            raise ValueError(f"n = {self.n} exceeds pool_size = {self.pool_size}; BoN samples come from the pool")
+        if self.n > self.train_pool_size:
+            raise ValueError(
+                f"n = {self.n} exceeds train_pool_size = {self.train_pool_size}; BoN samples come from that pool"
+            )
         if self.steps % self.iterations:
             raise ValueError(f"steps = {self.steps} must be a multiple of iterations = {self.iterations}")
         return self
@@ -64,7 +69,6 @@ class BOND(Method[BONDConfig]):
         cfg, task = self.config, ctx.task
         phase = cfg.steps // cfg.iterations
         anchor = Anchor(every=phase) if cfg.iterations > 1 else None
-        row = {p.tokens: i for i, p in enumerate(task.train_prompts)}
         pools: dict[int, Pool] = {}
 
         def pool(step: int) -> Pool:
@@ -73,28 +77,29 @@ class BOND(Method[BONDConfig]):
             if k not in pools:
                 pools.clear()
                 if k == 0:
-                    pools[k] = ctx.pools.get(task, cfg.pool_size, ctx.seed, stream="train")
+                    pools[k] = ctx.pools.get(task, cfg.train_pool_size, ctx.seed, stream="train")
                 else:
                     assert anchor is not None
-                    seed = seeding.derive_seed(ctx.seed, seeding.TRAIN, k, 0)
-                    c = anchor.policy(task).sample(task.train_prompts, cfg.pool_size, seed)
-                    pools[k] = Pool(completions=c, rewards=task.reward.score(task.train_prompts, c), gold=None)
+                    seed = seeding.step_seed(ctx.seed, k, "anchor_pool")
+                    c = anchor.policy(task).sample(task.train_prompts, cfg.train_pool_size, seed)
+                    rewards = task.reward.score(task.train_prompts, c)
+                    pools[k] = Pool(prompts=task.train_prompts, completions=c, rewards=rewards, gold=None)
             return pools[k]
 
         def reward(prompts: Sequence[Prompt], completions: Completions, step: int) -> list[np.ndarray]:
-            scores, rewards = task.reward.score(prompts, completions), pool(step).rewards
+            scores, anchor_pool = task.reward.score(prompts, completions), pool(step)
             return [
-                np.log(objectives.pool_cdf(rewards[row[p.tokens]], r, inclusive=True))
+                np.log(objectives.pool_cdf(anchor_pool.rewards[anchor_pool.index(p)], r, inclusive=True))
                 for p, r in zip(prompts, scores, strict=True)
             ]
 
         def forward_kl(model, prompts, step):  # type: ignore[no-untyped-def]
-            rng = np.random.default_rng(seeding.derive_seed(ctx.seed, seeding.TRAIN, step, 1))
+            rng = np.random.default_rng(seeding.step_seed(ctx.seed, step, "bond_forward"))
             anchor_pool, rows, comps = pool(step), [], []
             for p in prompts:
-                i = row[p.tokens]
+                i = anchor_pool.index(p)
                 for _ in range(cfg.samples_per_prompt):
-                    group = rng.choice(cfg.pool_size, size=cfg.n, replace=False)
+                    group = rng.choice(cfg.train_pool_size, size=cfg.n, replace=False)
                     best = group[argmax_random_ties(anchor_pool.rewards[i][group], rng)]
                     rows.append(p)
                     comps.append(anchor_pool.completions.tokens[i][best])

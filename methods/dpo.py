@@ -39,11 +39,11 @@ class DPO(Method[DPOConfig]):
 
     def align(self, ctx: RunContext) -> AlignedPolicy:
         cfg = self.config
-        pool = ctx.pools.get(ctx.task, cfg.pool_size, ctx.seed, stream="train")
-        pairs = PoolPairs(pool, ctx.task.train_prompts, ctx.task.config.generation.temperature)
+        pool = ctx.pools.get(ctx.task, cfg.train_pool_size, ctx.seed, stream="train")
+        pairs = PoolPairs(pool, ctx.task.config.generation.temperature)
 
         def batch_loss(model, prompts, step):  # type: ignore[no-untyped-def]
-            rng = np.random.default_rng(seeding.derive_seed(ctx.seed, seeding.TRAIN, step))
+            rng = np.random.default_rng(seeding.step_seed(ctx.seed, step))
             per_token = cfg.loss == "ipo_per_token"
             drawn = pairs.gap(model, prompts, 2, cfg.pairs_per_prompt, rng, per_token=per_token)
             if drawn is None:

@@ -172,7 +172,9 @@ class OutputsPolicy(AlignedPolicy):
             weights=[np.full(len(row), 1.0 / len(row)) for row in c.tokens],
         )
 
-    def logprob(self, prompts: Sequence[Prompt], tokens: list[list[tuple[int, ...]]]) -> list[np.ndarray] | None:
+    def sequence_logprobs(
+        self, prompts: Sequence[Prompt], tokens: list[list[tuple[int, ...]]]
+    ) -> list[np.ndarray] | None:
         found = [[self.known.get((p.id, tuple(t))) for t in row] for p, row in zip(prompts, tokens, strict=True)]
         if any(lp is None for row in found for lp in row):
             return None  # the file does not know the policy's probability of every completion asked for

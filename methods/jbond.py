@@ -49,7 +49,7 @@ class JBOND(Method[JBONDConfig]):
             """Two anchor samples per policy sample of this step, with their rewards (drawn once per step)."""
             if step not in draws:
                 draws.clear()
-                seed = seeding.derive_seed(ctx.seed, seeding.TRAIN, step, 2)
+                seed = seeding.step_seed(ctx.seed, step, "anchor_pairs")
                 c = anchor.policy(task).sample(prompts, 2 * cfg.samples_per_prompt, seed)
                 draws[step] = c, task.reward.score(prompts, c)
             return draws[step]
@@ -63,7 +63,7 @@ class JBOND(Method[JBONDConfig]):
 
         def forward_kl(model, prompts, step):  # type: ignore[no-untyped-def]
             c, anchor_rewards = anchor_pairs(prompts, step)
-            rng = np.random.default_rng(seeding.derive_seed(ctx.seed, seeding.TRAIN, step, 3))
+            rng = np.random.default_rng(seeding.step_seed(ctx.seed, step, "jbond_forward"))
             rows, comps = [], []
             for p, tokens, a in zip(prompts, c.tokens, anchor_rewards, strict=True):
                 pairs = a.reshape(-1, 2)

@@ -12,14 +12,12 @@ under pi_ref (long sequences); where outputs do, favouring likely ones (a larger
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 from pydantic import Field
 
 from harness.bon import rbon_distribution, rbon_scores
 from harness.method import MAX_COEF, MAX_N, METHODS, AlignedPolicy, Method, MethodConfig, RunContext
-from harness.policy import Policy, Prompt, Reward
+from harness.policy import Policy, Reward
 from harness.pool import Pool
 from harness.selection import BestOfScorePolicy
 
@@ -32,16 +30,8 @@ class RBoNConfig(MethodConfig):
 
 
 class RBoNPolicy(BestOfScorePolicy):
-    def __init__(
-        self,
-        beta: float,
-        reference: Policy,
-        reward: Reward,
-        n: int,
-        pool: Pool | None = None,
-        prompts: Sequence[Prompt] = (),
-    ):
-        super().__init__(reference, reward, n, pool, prompts)
+    def __init__(self, beta: float, reference: Policy, reward: Reward, n: int, pool: Pool | None = None):
+        super().__init__(reference, reward, n, pool)
         self.beta = beta
 
     def score(self, rewards: np.ndarray, ref_logprobs: np.ndarray) -> np.ndarray:
@@ -60,6 +50,4 @@ class RBoN(Method[RBoNConfig]):
 
     def align(self, ctx: RunContext) -> AlignedPolicy:
         cfg, task = self.config, ctx.task
-        fits = cfg.n <= task.config.evaluation.pool_size
-        pool = ctx.pool() if fits else None
-        return RBoNPolicy(cfg.beta, task.reference, task.reward, cfg.n, pool, task.prompts)
+        return RBoNPolicy(cfg.beta, task.reference, task.reward, cfg.n, ctx.evaluation_pool(cfg.n))

@@ -13,14 +13,12 @@ KL upward, by more as n grows (docs/formulas.md).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 from pydantic import ConfigDict, Field
 
 from harness.bon import softbon_distribution, softbon_log_ratio, softmax_choice
 from harness.method import MAX_N, METHODS, AlignedPolicy, Method, MethodConfig, Outputs, RunContext
-from harness.policy import Policy, Prompt, Reward
+from harness.policy import Policy, Reward
 from harness.pool import Pool
 from harness.selection import SelectionPolicy, rewards_apart
 
@@ -50,10 +48,9 @@ class SoftBoNPolicy(SelectionPolicy):
         reward: Reward,
         n: int,
         pool: Pool | None = None,
-        prompts: Sequence[Prompt] = (),
         held_out: Pool | None = None,
     ):
-        super().__init__(reference, reward, n, pool, prompts)
+        super().__init__(reference, reward, n, pool)
         self.lam = lam
         self.held_out = held_out  # the evaluation prompts' held-out reference samples: the KL's reward law
 
@@ -86,6 +83,6 @@ class SoftBoN(Method[SoftBoNConfig]):
 
     def align(self, ctx: RunContext) -> AlignedPolicy:
         cfg, task = self.config, ctx.task
-        fits = cfg.n <= task.config.evaluation.pool_size
-        pool, held_out = (ctx.pool(), ctx.held_out()) if fits else (None, None)
-        return SoftBoNPolicy(cfg.lam, task.reference, task.reward, cfg.n, pool, task.prompts, held_out)
+        pool = ctx.evaluation_pool(cfg.n)
+        held_out = ctx.held_out() if pool is not None else None
+        return SoftBoNPolicy(cfg.lam, task.reference, task.reward, cfg.n, pool, held_out)

@@ -9,7 +9,7 @@ vbon_released_optimum`), not pi_BoN: use it to reproduce the paper's numbers. `v
 Every variant reads the strict reward CDF F<(y) = P_{z~pi_ref}(r(z) < r(y)) of Lemma 1, add-one smoothed:
 estimated per prompt from a reference pool of the training prompts, (1 + #{j: r_j < r}) / (M + 1) (`cdf =
 "pool"`), or by enumeration where the task allows it (`cdf = "exact"`): there `exact` and `released` use the
-tie-aware pi_BoN of harness.bon, and `l1` the smoothed (1 + M F<) / (M + 1) with M = pool_size, which is what the
+tie-aware pi_BoN of harness.bon, and `l1` the smoothed (1 + M F<) / (M + 1) with M = train_pool_size, which is what the
 pool estimate tends to, so that both CDFs optimise the same objective.
 """
 
@@ -44,11 +44,12 @@ class VBoNConfig(PPOConfig):
         "(1/n) log pi_BoN/pi_ref, beta 1/(n-1); 'l1': the lower bound log F<, beta 1/(n-1).",
     )
     cdf: Literal["pool", "exact"] = Field("pool", description="Reward CDF from the reference pool or by enumeration.")
-    pool_size: int = Field(
+    train_pool_size: int = Field(
         64,
         ge=2,
         le=MAX_SAMPLES,
-        description="Reference samples per training prompt for the CDF (and the add-one smoothing of l1).",
+        description="Training pool: reference samples per training prompt for the CDF (and the add-one smoothing "
+        "of l1).",
     )
 
     def check_task(self, task: Task) -> None:
@@ -72,18 +73,17 @@ class VBoN(Method[VBoNConfig]):
 
     def align(self, ctx: RunContext) -> AlignedPolicy:
         cfg, task = self.config, ctx.task
-        pool = ctx.pools.get(task, cfg.pool_size, ctx.seed, stream="train") if cfg.cdf == "pool" else None
-        index = {p.tokens: i for i, p in enumerate(task.train_prompts)}
+        pool = ctx.pools.get(task, cfg.train_pool_size, ctx.seed, stream="train") if cfg.cdf == "pool" else None
         scale = 1.0 / cfg.n if cfg.variant == "released" else 1.0
         tables: dict[tuple[int, ...], tuple[Enumeration, np.ndarray]] = {}  # cdf='exact': the reward of every outcome
 
         def reward(prompts: Sequence[Prompt], completions: Completions, step: int) -> list[np.ndarray]:
             r = task.reward.score(prompts, completions)
-            ref = sequence_logprobs(task.reference.logprob(prompts, completions.tokens))
+            ref = sequence_logprobs(task.reference.token_logprobs(prompts, completions.tokens))
             out = []
             for i, p in enumerate(prompts):
                 if pool is not None:
-                    f = objectives.pool_cdf(pool.rewards[index[p.tokens]], r[i])
+                    f = objectives.pool_cdf(pool.rewards[pool.index(p)], r[i])
                     if cfg.variant == "l1":
                         out.append(objectives.vbon_l1_reward(f))
                     else:
@@ -104,6 +104,6 @@ def _exact_reward(p_ref: np.ndarray, rewards: np.ndarray, cfg: VBoNConfig) -> np
     by n for 'released') or the log of the smoothed F< ('l1')."""
     if cfg.variant == "l1":
         f_lt, _ = bon.reward_cdfs(p_ref, rewards)
-        return objectives.vbon_l1_reward(objectives.smoothed_cdf(f_lt, cfg.pool_size))
+        return objectives.vbon_l1_reward(objectives.smoothed_cdf(f_lt, cfg.train_pool_size))
     log_ratio = bon.bon_log_ratio(p_ref, rewards, cfg.n)
     return log_ratio / cfg.n if cfg.variant == "released" else log_ratio

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from pydantic import ConfigDict, Field
+from pydantic import Field
 
 from harness import assets
 from harness.backends import BackendParams, load_policy, resolve_device
@@ -31,7 +31,6 @@ ASPECTS = {
 
 
 class AclsumParams(BackendParams):
-    model_config = ConfigDict(extra="forbid")
     seed: int = Field(0, description="Seed of the order of papers and aspects.")
     n_eval_prompts: int = Field(8, ge=1, le=297, description="Prompts from the test split (99 papers x 3 aspects).")
     n_train_prompts: int = Field(32, ge=0, le=297, description="Prompts from the train split, for methods that train.")

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from pydantic import ConfigDict, Field
+from pydantic import Field
 
 from harness.backends import BackendParams, load_policy, resolve_device
 from harness.hub import HFClassifierReward, require_hub
@@ -18,7 +18,6 @@ from harness.task import Task, TaskConfig
 
 
 class HubTaskParams(BackendParams):
-    model_config = ConfigDict(extra="forbid")
     policy: str = Field(description="Hub id (or local directory) of the reference policy.")
     reward: str = Field(description="Hub id (or local directory) of the proxy reward model.")
     gold_reward: str | None = Field(None, description="A larger reward model of the same kind, as the gold reward.")

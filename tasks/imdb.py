@@ -13,19 +13,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from harness import assets, sentiment, smallpolicy
 from harness.backends import BackendParams, load_policy, resolve_device
 from harness.hub import HFClassifierReward, require_hub
 from harness.policy import Completions, Prompt
-from harness.task import Task, TaskConfig
+from harness.task import StrictModel, Task, TaskConfig
 
 log = logging.getLogger(__name__)
 
 
-class ClassifierSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class ClassifierSpec(StrictModel):
     n_train: int | None = Field(None, ge=100, description="Labelled reviews to train on; None: all that remain.")
     ngram_max: int = Field(1, ge=1, le=3, description="Longest word n-gram.")
     max_features: int | None = Field(None, ge=100, description="Vocabulary size cap.")
@@ -33,7 +32,6 @@ class ClassifierSpec(BaseModel):
 
 
 class ImdbParams(BackendParams):
-    model_config = ConfigDict(extra="forbid")
     seed: int = Field(0, description="Seed of the review shuffle and the prompt lengths.")
     n_eval_prompts: int = Field(16, ge=1)
     n_train_prompts: int = Field(256, ge=0)
@@ -159,7 +157,6 @@ def _build(config: TaskConfig, policy_dir: Path, policy: str) -> Task:
 
 
 class HubImdbParams(BackendParams):
-    model_config = ConfigDict(extra="forbid")
     policy: str = Field("lvwerra/gpt2-imdb", description="Hub id of the policy.")
     reward: str = Field("lvwerra/distilbert-imdb", description="Hub id of the sentiment classifier.")
     reward_label: str = Field("POSITIVE", description="The classifier label whose logit is the reward.")

@@ -8,18 +8,17 @@ from typing import Annotated
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from harness.policy import Completions, Prompt
 from harness.seeding import MAX_SEED
-from harness.task import Task, TaskConfig
+from harness.task import StrictModel, Task, TaskConfig
 
 MAX_TABLE = 1_000_000  # prompts listed, and completions tabulated over all prompts: the task enumerates both
 
 
-class ToyParams(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+class ToyParams(StrictModel):
     seed: int = Field(0, ge=0, le=MAX_SEED)
     vocab_size: int = Field(6, ge=2, le=16)
     prompt_length: int = Field(3, ge=1, le=16)
@@ -60,20 +59,22 @@ class ToyPolicy:
         self.completions = list(itertools.product(range(vocab_size), repeat=length))
         self._index = {c: i for i, c in enumerate(self.completions)}
         comp = torch.tensor(self.completions)
-        self.token_logprobs: dict[tuple[int, ...], np.ndarray] = {}
+        self.table: dict[
+            tuple[int, ...], np.ndarray
+        ] = {}  # per prompt: the per-token log-probabilities of every completion
         with torch.no_grad():
             for p in prompts:
                 ids = torch.cat([torch.tensor(p.tokens).expand(len(comp), -1), comp], dim=1)
                 logits = model(ids).logits[:, len(p.tokens) - 1 : -1].double().log_softmax(-1)
-                self.token_logprobs[p.tokens] = logits.gather(-1, comp.unsqueeze(-1)).squeeze(-1).numpy()
+                self.table[p.tokens] = logits.gather(-1, comp.unsqueeze(-1)).squeeze(-1).numpy()
 
     def _probs(self, prompt: Prompt) -> np.ndarray:
-        p = np.exp(self.token_logprobs[prompt.tokens].sum(axis=1))
+        p = np.exp(self.table[prompt.tokens].sum(axis=1))
         return p / p.sum()
 
     def _rows(self, prompts: Sequence[Prompt]) -> Completions:
         """Every completion of each prompt, one row per prompt."""
-        lps = [list(self.token_logprobs[p.tokens]) for p in prompts]
+        lps = [list(self.table[p.tokens]) for p in prompts]
         return Completions(
             tokens=[list(self.completions) for _ in prompts],
             text=[[_text(c) for c in self.completions] for _ in prompts],
@@ -87,10 +88,9 @@ class ToyPolicy:
         rng = np.random.default_rng(seed)
         return self._rows(prompts).take([rng.choice(len(self.completions), size=n, p=self._probs(p)) for p in prompts])
 
-    def logprob(self, prompts: Sequence[Prompt], tokens: list[list[tuple[int, ...]]]) -> list[list[np.ndarray]]:
+    def token_logprobs(self, prompts: Sequence[Prompt], tokens: list[list[tuple[int, ...]]]) -> list[list[np.ndarray]]:
         return [
-            [self.token_logprobs[p.tokens][self._index[tuple(c)]] for c in row]
-            for p, row in zip(prompts, tokens, strict=True)
+            [self.table[p.tokens][self._index[tuple(c)]] for c in row] for p, row in zip(prompts, tokens, strict=True)
         ]
 
 

@@ -120,7 +120,7 @@ def tiny_aclsum(tiny_lm) -> Callable[..., TaskConfig]:
         }
         config["generation"]["max_new_tokens"] = 8
         config["evaluation"] = {"samples_per_prompt": 4, "reference_samples": 4, "pool_size": 4, "bootstrap": 200}
-        config["methods"]["dpo"] |= {"steps": 2, "prompts_per_step": 2, "pool_size": 4, "checkpoint_every": 2}
+        config["methods"]["dpo"] |= {"steps": 2, "prompts_per_step": 2, "train_pool_size": 4, "checkpoint_every": 2}
         path = folder / f"{name}.yaml"
         path.write_text(yaml.safe_dump(config))
         TASKS.register(name, str(path))

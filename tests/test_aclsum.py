@@ -67,7 +67,7 @@ def test_a_longer_summary_pays_the_length_penalty(task):
 def test_bon_and_a_trained_method_run_end_to_end(tiny_aclsum, tmp_path):
     from harness.run import execute, resolve
 
-    name = tiny_aclsum(tmp_path).name
+    name = tiny_aclsum(tmp_path, "aclsum-tiny-runs").name  # another task file: another name
     bon = execute(resolve(name, "bon", {"n": 4}), tmp_path / "runs").results
     assert {"reward", "gold_reward", "win_rate", "rouge_l", "kl_bon_beirami"} <= set(bon["metrics"])
     assert bon["metrics"]["rouge_l"]["id"] == "rouge_l@1"

@@ -100,7 +100,7 @@ PROMPTS = [Prompt("a", "w3 w4", (3, 4)), Prompt("b", "w5 w6 w7 w8 w9", (5, 6, 7,
 def test_logprobs_while_sampling_equal_scoring(make, generation):
     policy = make(generation, batch_size=5)
     s = policy.sample(PROMPTS, 6, seed=0)
-    scored = policy.logprob(PROMPTS, s.tokens)
+    scored = policy.token_logprobs(PROMPTS, s.tokens)
     for row_s, row_t, row_c in zip(s.token_logprobs, scored, s.tokens, strict=True):
         for a, b, toks in zip(row_s, row_t, row_c, strict=True):
             assert len(a) == len(toks)
@@ -119,9 +119,9 @@ def test_same_seed_same_samples(make):
 def test_scoring_does_not_depend_on_the_rest_of_the_batch(make):
     policy = make(GenerationConfig(max_new_tokens=8), batch_size=16)
     comp = [[(11, 12, 13)], [(14, 15, 16, 17, 18, 19, 20)], [(21,)]]
-    together = policy.logprob(PROMPTS, comp)
+    together = policy.token_logprobs(PROMPTS, comp)
     for i in range(len(PROMPTS)):
-        alone = policy.logprob(PROMPTS[i : i + 1], comp[i : i + 1])
+        alone = policy.token_logprobs(PROMPTS[i : i + 1], comp[i : i + 1])
         np.testing.assert_allclose(together[i][0], alone[0][0], atol=1e-5)
 
 
@@ -134,7 +134,7 @@ def test_completions_end_at_the_first_eos(make):
         for t in row:
             assert EOS not in t[:-1]
             assert len(t) == 12 or t[-1] == EOS
-    scored = policy.logprob(PROMPTS, s.tokens)
+    scored = policy.token_logprobs(PROMPTS, s.tokens)
     for ra, rb in zip(s.token_logprobs, scored, strict=True):
         for a, b in zip(ra, rb, strict=True):
             np.testing.assert_allclose(a, b, atol=1e-4)
@@ -146,8 +146,8 @@ def test_vllm_scores_like_hf(tiny, tiny_dir):
     model, tokenizer = tiny
     generation = GenerationConfig(max_new_tokens=10)
     s = vllm_policy(tiny_dir, generation).sample(PROMPTS, 8, seed=0)
-    by_vllm = vllm_policy(tiny_dir, generation).logprob(PROMPTS, s.tokens)
-    by_hf = HFPolicy(model, tokenizer, generation, batch_size=8).logprob(PROMPTS, s.tokens)
+    by_vllm = vllm_policy(tiny_dir, generation).token_logprobs(PROMPTS, s.tokens)
+    by_hf = HFPolicy(model, tokenizer, generation, batch_size=8).token_logprobs(PROMPTS, s.tokens)
     assert sum(len(t) for row in s.tokens for t in row) > 100
     for row_s, row_v, row_h in zip(s.token_logprobs, by_vllm, by_hf, strict=True):
         for a, v, h in zip(row_s, row_v, row_h, strict=True):
@@ -269,9 +269,11 @@ def test_out_of_memory_halves_the_batch_and_gives_the_same_scores(tiny):
     small.load_state_dict(model.state_dict())
     comp = [[(11, 12, 13), (14,)], [(15, 16)], [(17, 18, 19, 20)]]
     policy = HFPolicy(small, tokenizer, GenerationConfig(max_new_tokens=4), batch_size=8)
-    scored = policy.logprob(PROMPTS, comp)
+    scored = policy.token_logprobs(PROMPTS, comp)
     assert policy.batch_size == 2
-    expected = HFPolicy(model, tokenizer, GenerationConfig(max_new_tokens=4), batch_size=8).logprob(PROMPTS, comp)
+    expected = HFPolicy(model, tokenizer, GenerationConfig(max_new_tokens=4), batch_size=8).token_logprobs(
+        PROMPTS, comp
+    )
     for x, y in zip(scored, expected, strict=True):
         for a, b in zip(x, y, strict=True):
             np.testing.assert_allclose(a, b, atol=1e-5)
@@ -286,4 +288,4 @@ def test_out_of_memory_on_one_sequence_is_a_clear_error(tiny):
 
     policy = HFPolicy(NoMemory(model.config), tokenizer, GenerationConfig(max_new_tokens=4), batch_size=4)
     with pytest.raises(RuntimeError, match="out of memory scoring a single sequence"):
-        policy.logprob(PROMPTS[:1], [[(11, 12)]])
+        policy.token_logprobs(PROMPTS[:1], [[(11, 12)]])

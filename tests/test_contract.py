@@ -25,7 +25,7 @@ from harness.run import execute, resolve
 from harness.task import build_task, load_task
 
 EVALUATION = {"samples_per_prompt": 16, "reference_samples": 16, "pool_size": 8}  # per toy prompt
-BUDGET = {"steps": 2, "pool_size": 8}  # a trained method's steps and training pool, where it has them
+BUDGET = {"steps": 2, "train_pool_size": 8}  # a trained method's steps and training pool, where it has them
 # Estimators whose one estimate may fall outside the quantity's range by chance: k1 averages log-ratios, which are
 # negative for some samples. The KL a board reports (harness.metrics.preferred) must still be >= 0.
 CHANCE = ("kl_mc", "kl_pool")
@@ -104,8 +104,8 @@ def test_a_method_runs_on_toy_and_its_record_keeps_the_contract(method, out):
 
 class Unnormalised(AlignedPolicy):
     """Best-of-n whose log-probabilities are off by log(scale): its probabilities sum to `scale` over the outputs
-    (a bug of the kind a hand-written `logprob` has, a normaliser forgotten). Monte Carlo metrics read its outputs and
-    stay right; the exact ones read `logprob`."""
+    (a bug of the kind a hand-written `sequence_logprobs` has, a normaliser forgotten). Monte Carlo metrics read its outputs and
+    stay right; the exact ones read `sequence_logprobs`."""
 
     def __init__(self, inner: AlignedPolicy, scale: float):
         self.inner, self.shift = inner, float(np.log(scale))
@@ -114,8 +114,8 @@ class Unnormalised(AlignedPolicy):
     def generate(self, prompts: Sequence[Prompt], count: int, seed: int) -> Completions:
         return self.inner.generate(prompts, count, seed)
 
-    def logprob(self, prompts: Sequence[Prompt], tokens: list[list[tuple[int, ...]]]) -> list[np.ndarray] | None:
-        right = self.inner.logprob(prompts, tokens)
+    def sequence_logprobs(self, prompts: Sequence[Prompt], tokens: list[list[tuple[int, ...]]]) -> list[np.ndarray] | None:
+        right = self.inner.sequence_logprobs(prompts, tokens)
         return None if right is None else [lp + self.shift for lp in right]
 
     def pooled(self, seed: int, count: int) -> Outputs | None:

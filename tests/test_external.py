@@ -19,7 +19,6 @@ from harness.methods.external import files_sha256
 from harness.offtarget import offtarget
 from harness.run import resolve
 from harness.task import build_task, load_task
-from tests.test_aclsum import tiny_aclsum
 
 REPO = Path(__file__).resolve().parents[1]
 EXACT = ("reward_exact", "win_rate_exact", "kl_exact")
@@ -356,13 +355,13 @@ def test_bad_input_is_one_line_and_exit_2_with_nothing_stored(tmp_path, toy, cas
     assert nothing_stored(out)
 
 
-def test_on_a_task_with_a_tokenizer(tiny_lm, tmp_path):
+def test_on_a_task_with_a_tokenizer(tiny_lm, tiny_aclsum, tmp_path):
     """The reference's own checkpoint is pi_ref (KL 0 to rounding); outputs read from their text alone score as the
     same outputs; a checkpoint with another tokenizer is one line naming both tokenizers."""
     from tokenizers import ByteLevelBPETokenizer
     from transformers import PreTrainedTokenizerFast
 
-    name = tiny_aclsum(tiny_lm, tmp_path, "aclsum-external").name
+    name = tiny_aclsum(tmp_path, "aclsum-external").name
     out = tmp_path / "runs"
     path, results = run(out, "-p", f"model={tiny_lm}", task=name)
     for estimator in ("kl_mc", "kl_k3"):

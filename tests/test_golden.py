@@ -51,7 +51,7 @@ def golden_records(methods: list[str]) -> dict[str, dict[str, Any]]:
         for method in methods:
             fields = METHODS.get(method).Config.model_fields
             params: dict[str, Any] = {"steps": STEPS} if "steps" in fields else {}
-            params |= {"pool_size": 16} if "pool_size" in fields else {}
+            params |= {"train_pool_size": 16} if "train_pool_size" in fields else {}
             params |= {"outputs": str(reference_outputs(Path(store)))} if method == "external" else {}
             spec = resolve("toy", method, params, seed=0, evaluation=EVALUATION)
             results = execute(spec, Path(store)).results

@@ -22,7 +22,7 @@ def test_k1_and_k3_are_unbiased_for_the_sequence_kl(toy):
             np.exp(sequence_logprobs(toy.reference.support(prompt).token_logprobs)[0]),
         )
         s = pi.sample([prompt], 20000, seed=2)
-        ref = toy.reference.logprob([prompt], s.tokens)
+        ref = toy.reference.token_logprobs([prompt], s.tokens)
         k1 = kl.kl_k1_terms(sequence_logprobs(s.token_logprobs)[0], sequence_logprobs(ref)[0])
         k3 = kl.kl_k3_terms(s.token_logprobs[0], ref[0])
         assert (k1 < 0).any(), "single k1 terms must stay unclamped"

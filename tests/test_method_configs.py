@@ -10,10 +10,13 @@ from typer.testing import CliRunner
 from harness.cli import app
 
 BAD = [
-    ("bonbon", {"n": 16, "pool_size": 8}, "n = 16 exceeds pool_size = 8"),
+    ("bonbon", {"n": 16, "train_pool_size": 8}, "n = 16 exceeds train_pool_size = 8"),
     ("bonbon", {"target": "ties", "pair": "logistic"}, "needs pair = 'ipo'"),
-    ("bond", {"n": 16, "pool_size": 8}, "n = 16 exceeds pool_size = 8"),
+    ("bond", {"n": 16, "train_pool_size": 8}, "n = 16 exceeds train_pool_size = 8"),
     ("bond", {"steps": 10, "iterations": 3}, "multiple of iterations"),
+    # the training pool's old name is refused with the new one, never read silently
+    ("dpo", {"pool_size": 16}, "pool_size = 16: pool_size is now train_pool_size (the training pool; --pool-size"),
+    ("vbon", {"pool_size": 16}, "give train_pool_size instead"),
 ]
 
 

@@ -217,6 +217,7 @@ def test_ipo_per_token_divides_each_completion_s_log_ratio_by_its_length(toy):
     with torch.no_grad():
         ref = sequence_logprob(toy.model, [prompt] * 4, comps).double().numpy()
     pool = Pool(  # the pairs read the sequence sums of the reference log-probabilities only
+        prompts=[prompt],
         completions=Completions(tokens=[comps], text=[[""] * 4], ref_token_logprobs=[[np.array([v]) for v in ref]]),
         rewards=[np.array([0.0, 1.0, 2.0, 3.0])],
         gold=None,
@@ -226,7 +227,7 @@ def test_ipo_per_token_divides_each_completion_s_log_ratio_by_its_length(toy):
     with torch.no_grad():
         for param in model.parameters():
             param.add_(0.3 * torch.randn_like(param))
-    pairs = PoolPairs(pool, [prompt])
+    pairs = PoolPairs(pool)
     best, worst, _ = pool_extremes(pool.rewards[0], 2, 6, np.random.default_rng(0))
     with torch.no_grad():
         ratio = sequence_logprob(model, [prompt] * 4, comps).double().numpy() - ref

@@ -104,3 +104,27 @@ def test_third_party_plugin_through_entry_points(tmp_path):
 
 def test_bon_is_a_method():
     assert issubclass(METHODS.get("bon"), Method)
+
+
+def test_register_refuses_a_name_held_by_another_component_as_discovery_does():
+    """A second registration of a name is refused, naming both, whether the name is a built-in's or an earlier
+    registration's; registering the same target again changes nothing."""
+    from harness.registry import DuplicateNameError
+
+    class Other(Method):
+        Config = METHODS.get("bon").Config
+
+        def align(self, ctx):  # type: ignore[no-untyped-def]
+            raise NotImplementedError
+
+    with pytest.raises(DuplicateNameError, match=r"method 'bon' is registered twice: as harness\.methods\.bon:BoN and"):
+        METHODS.register("bon")(Other)
+    assert METHODS.get("bon").__module__ == "harness.methods.bon"
+    reg: Registry[object] = Registry("thing", "harness.test-things")
+    reg.register("dumps", "json:dumps")
+    reg.register("dumps", "json:dumps")  # the same target: nothing changes
+    with pytest.raises(
+        DuplicateNameError, match=r"thing 'dumps' is registered twice: as 'json:dumps' and as 'json:loads'"
+    ):
+        reg.register("dumps", "json:loads")
+    assert reg.get("dumps") is __import__("json").dumps

@@ -102,7 +102,7 @@ def test_samples_match_the_exact_distribution(toy, make, other):
     index = {c: j for j, c in enumerate(support)}
     counts = np.bincount([index[c] for c in out.tokens[0]], minlength=len(support))
     p_ref, r = support_arrays(toy, 0)
-    exact = np.exp(policy.logprob([prompt], [support])[0])
+    exact = np.exp(policy.sequence_logprobs([prompt], [support])[0])
     assert exact.sum() == pytest.approx(1.0, abs=1e-9)
     assert _chi2_p(counts, exact) > 1e-3
     assert _chi2_p(counts, other(p_ref, r)) < 1e-6
@@ -116,7 +116,8 @@ def test_pooled_outputs_are_picked_from_their_candidates_in_the_pool(toy, tmp_pa
     assert isinstance(policy, SoftBoNPolicy) and policy.candidates is not None
     out = policy.pooled(3, 64)
     assert out is not None and out.candidates is not None
-    pool = ctx.pool()
+    pool = ctx.evaluation_pool(4)
+    assert pool is not None
     np.testing.assert_array_equal(toy.reward.score(toy.prompts, out.completions), out.rewards)
     for i in range(len(toy.prompts)):
         candidates = out.candidates[i]

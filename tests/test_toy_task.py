@@ -32,7 +32,7 @@ def test_sampling_is_seeded(toy):
 
 def test_sampled_logprobs_match_scoring(toy):
     s = toy.reference.sample(toy.prompts[:2], 8, seed=0)
-    scored = toy.reference.logprob(toy.prompts[:2], s.tokens)
+    scored = toy.reference.token_logprobs(toy.prompts[:2], s.tokens)
     for row_a, row_b in zip(s.token_logprobs, scored, strict=True):
         for a, b in zip(row_a, row_b, strict=True):
             np.testing.assert_allclose(a, b)

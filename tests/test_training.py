@@ -30,7 +30,7 @@ def kl_to_target(task, policy, target_of):
         p_ref, r = support_arrays(task, i)
         target = target_of(p_ref, r)
         support = task.reference.support(prompt).tokens
-        pi = np.exp(policy.logprob([prompt], support)[0])
+        pi = np.exp(policy.sequence_logprobs([prompt], support)[0])
         trained.append(kl.kl_exact(pi, target))
         reference.append(kl.kl_exact(p_ref, target))
     return float(np.mean(trained)), float(np.mean(reference))
@@ -67,7 +67,7 @@ def test_ppo_ends_near_its_optimum_at_small_and_large_beta(toy, tmp_path, beta, 
 
 
 def test_vbon_with_the_pool_cdf_moves_toward_best_of_n(toy, tmp_path):
-    config = VBoNConfig(n=4, cdf="pool", pool_size=64, steps=100)
+    config = VBoNConfig(n=4, cdf="pool", train_pool_size=64, steps=100)
     policy = VBoN(config).align(RunContext(task=toy, seed=0, out_dir=tmp_path, pools=PoolCache(tmp_path)))
     trained, reference = kl_to_target(toy, policy, lambda p, r: bon.bon_distribution(p, r, 4))
     assert trained < 0.5 * reference, (trained, reference)
@@ -79,10 +79,10 @@ def test_trained_policy_logprobs_are_normalised(toy, tmp_path):
     )
     for prompt in toy.prompts[:2]:
         support = toy.reference.support(prompt).tokens
-        assert np.exp(policy.logprob([prompt], support)[0]).sum() == pytest.approx(1.0, abs=1e-6)
+        assert np.exp(policy.sequence_logprobs([prompt], support)[0]).sum() == pytest.approx(1.0, abs=1e-6)
         sample = policy.generate([prompt], 4, seed=0)
         np.testing.assert_allclose(
-            sequence_logprobs(sample.token_logprobs)[0], policy.logprob([prompt], sample.tokens)[0], atol=1e-9
+            sequence_logprobs(sample.token_logprobs)[0], policy.sequence_logprobs([prompt], sample.tokens)[0], atol=1e-9
         )
 
 
@@ -108,8 +108,8 @@ def _run(method, config, task, tmp_path):
 @pytest.mark.parametrize(
     ("method", "config"),
     [
-        ("bonbon", {"n": 4, "pool_size": 256, "steps": 150, "lr": 1e-3}),
-        ("bond", {"n": 4, "pool_size": 256, "steps": 150}),
+        ("bonbon", {"n": 4, "train_pool_size": 256, "steps": 150, "lr": 1e-3}),
+        ("bond", {"n": 4, "train_pool_size": 256, "steps": 150}),
     ],
 )
 def test_best_of_n_imitators_end_closer_to_best_of_n(toy, tmp_path, method, config):
@@ -129,7 +129,7 @@ def test_bonbon_with_the_tie_aware_target_lands_closer_to_best_of_n(toy, tmp_pat
 
     kls = {}
     for target in ("paper", "ties"):
-        config = BoNBoNConfig(n=4, pool_size=256, steps=100, lr=1e-3, target=target)
+        config = BoNBoNConfig(n=4, train_pool_size=256, steps=100, lr=1e-3, target=target)
         policy = _run(BoNBoN, config, toy, tmp_path / target)
         kls[target], _ = kl_to_target(toy, policy, lambda p, r: bon.bon_distribution(p, r, 4))
     assert kls["ties"] < 0.8 * kls["paper"], kls
@@ -142,7 +142,7 @@ def _exact(task, policy, n_values=(1, 2, 4, 8, 16, 32)):
     out = {"reward": [], "reward_ref": [], "kl": [], **{n: [] for n in n_values}, **{f"ref{n}": [] for n in n_values}}
     for i, prompt in enumerate(task.prompts):
         p_ref, r = support_arrays(task, i)
-        pi = np.exp(policy.logprob([prompt], task.reference.support(prompt).tokens)[0])
+        pi = np.exp(policy.sequence_logprobs([prompt], task.reference.support(prompt).tokens)[0])
         out["reward"].append(pi @ r)
         out["reward_ref"].append(p_ref @ r)
         out["kl"].append(kl.kl_exact(pi, p_ref))
@@ -156,7 +156,7 @@ def test_iterative_bond_distils_best_of_n_to_the_power_of_iterations(toy, tmp_pa
     """Two phases of best-of-2 distillation, the anchor reset to the policy in between, aim at best-of-4."""
     from harness.methods.bond import BOND, BONDConfig
 
-    policy = _run(BOND, BONDConfig(n=2, iterations=2, pool_size=256, steps=150), toy, tmp_path)
+    policy = _run(BOND, BONDConfig(n=2, iterations=2, train_pool_size=256, steps=150), toy, tmp_path)
     e = _exact(toy, policy, (2, 4))
     assert e[4] < 0.2 * e["ref4"], e
     assert e[4] < e[2], e  # past best-of-2, the first phase's target
@@ -176,11 +176,11 @@ def test_jbond_climbs_the_best_of_n_path(toy, tmp_path):
 def test_dpo_moves_probability_toward_preferred_completions(toy, tmp_path):
     from harness.methods.dpo import DPO, DPOConfig
 
-    policy = _run(DPO, DPOConfig(beta=0.5, pool_size=256, steps=100, lr=1e-3), toy, tmp_path)
+    policy = _run(DPO, DPOConfig(beta=0.5, train_pool_size=256, steps=100, lr=1e-3), toy, tmp_path)
     before, after = [], []
     for i, prompt in enumerate(toy.prompts):
         p_ref, r = support_arrays(toy, i)
-        pi = np.exp(policy.logprob([prompt], toy.reference.support(prompt).tokens)[0])
+        pi = np.exp(policy.sequence_logprobs([prompt], toy.reference.support(prompt).tokens)[0])
         before.append(p_ref @ r)
         after.append(pi @ r)
     assert np.mean(after) > np.mean(before) + 1.0, (np.mean(before), np.mean(after))
@@ -310,7 +310,7 @@ toy = build_task(load_task("toy"))
 ctx = RunContext(task=toy, seed=0, out_dir=out / f"rank{{state.process_index}}", pools=PoolCache(out))
 ctx.out_dir.mkdir(parents=True)
 policy = {cls}({cls}.Config(steps=6, prompts_per_step=8)).align(ctx)
-tables = np.concatenate([policy.policy.token_logprobs[p.tokens].ravel() for p in toy.prompts])
+tables = np.concatenate([policy.policy.table[p.tokens].ravel() for p in toy.prompts])
 digest = hashlib.sha256(np.round(tables, 6).tobytes()).hexdigest()
 (out / f"rank{{state.process_index}}.txt").write_text(f"{{state.num_processes}} {{policy.training.tokens}} {{digest}}")
 """
@@ -438,7 +438,7 @@ def test_a_trained_policy_is_measured_on_training_prompts_too(tmp_path):
     per_prompt = []
     for prompt in task.train_prompts[:3]:
         p_ref, _ = support_arrays(task, task.prompts.index(prompt))
-        pi = np.exp(policy.logprob([prompt], task.reference.support(prompt).tokens)[0])
+        pi = np.exp(policy.sequence_logprobs([prompt], task.reference.support(prompt).tokens)[0])
         per_prompt.append(kl.kl_exact(pi, p_ref))
     assert three["kl_exact_train"]["mean"] == pytest.approx(np.mean(per_prompt), rel=1e-9)
 

@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from harness.policy import Policy
-from harness.task import ConfigError, GenerationConfig
+from harness.task import ConfigError, GenerationConfig, StrictModel
 
 
 class EngineError(RuntimeError):
@@ -31,8 +31,9 @@ VLLM_INSTALL = (
 )
 
 
-class BackendParams(BaseModel):
-    """How a task runs its policy (fields shared by every task with a transformers policy)."""
+class BackendParams(StrictModel):
+    """How a task runs its policy (fields shared by every task with a transformers policy). Strict, like every
+    config: an unknown key, a non-finite float or a boolean given for a number is refused."""
 
     backend: Literal["auto", "hf", "vllm"] = Field(
         "hf",

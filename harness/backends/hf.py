@@ -129,7 +129,7 @@ class HFPolicy:
     def decode(self, tokens: list[list[tuple[int, ...]]]) -> list[list[str]]:
         return [self.tokenizer.batch_decode([list(t) for t in row], skip_special_tokens=True) for row in tokens]
 
-    def logprob(self, prompts: Sequence[Prompt], tokens: list[list[tuple[int, ...]]]) -> list[list[np.ndarray]]:
+    def token_logprobs(self, prompts: Sequence[Prompt], tokens: list[list[tuple[int, ...]]]) -> list[list[np.ndarray]]:
         rows = [(i, j) for i, row in enumerate(tokens) for j in range(len(row))]
 
         def run(batch: Sequence[tuple[int, int]], index: int) -> list[np.ndarray]:

@@ -193,10 +193,10 @@ class VLLMPolicy:
     def decode(self, tokens: list[list[tuple[int, ...]]]) -> list[list[str]]:
         return [self.tokenizer.batch_decode([list(t) for t in row], skip_special_tokens=True) for row in tokens]
 
-    def logprob(self, prompts: Sequence[Prompt], tokens: list[list[tuple[int, ...]]]) -> list[list[np.ndarray]]:
+    def token_logprobs(self, prompts: Sequence[Prompt], tokens: list[list[tuple[int, ...]]]) -> list[list[np.ndarray]]:
         if not self.plain:
             assert self.scorer is not None
-            return self.scorer.logprob(prompts, tokens)
+            return self.scorer.token_logprobs(prompts, tokens)
         from vllm.inputs import TokensPrompt
 
         rows = [(i, j) for i, row in enumerate(tokens) for j in range(len(row))]

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 from pathlib import Path
 
 from harness import store
@@ -95,7 +94,7 @@ def publish(
         store.write_jsonl(stage / "results.jsonl", raw)
     with store.locked(dest, str(dest / "index.html")):  # the publications of other tasks wait, then list this one
         _check_index(dest / "index.html")
-        _write(dest / "index.html", index(dest))
+        store.write_atomic(dest / "index.html", index(dest))
     return dest / task
 
 
@@ -117,20 +116,6 @@ def _check_index(path: Path) -> None:
 def _train_log(run: dict) -> dict:
     """A trained run's train log, carried in results.jsonl so that a board republished from it draws it again."""
     return {"train_log": run["train_log"]} if run.get("train_log") else {}
-
-
-def _write(path: Path, text: str) -> None:
-    """Write a file atomically (a temporary file renamed into place), with the store's permissions."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.tmp-")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.chmod(tmp, 0o666 & ~store.UMASK)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 __all__ = [

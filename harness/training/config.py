@@ -59,8 +59,12 @@ class PPOConfig(TrainConfig):
 class OfflineConfig(TrainConfig):
     """The offline path: losses on completions drawn from the reference pool of the training prompts."""
 
-    pool_size: int = Field(
-        64, ge=2, le=MAX_SAMPLES, description="Reference samples per training prompt to draw pairs from."
+    train_pool_size: int = Field(
+        64,
+        ge=2,
+        le=MAX_SAMPLES,
+        description="Training pool: reference samples per training prompt to draw pairs from (--pool-size sets the "
+        "evaluation pool).",
     )
 
 

@@ -93,11 +93,11 @@ def train_on_policy(
             prompts = trainer.prompts(step)
             with torch.no_grad():
                 rollout = task.make_policy(model).sample(
-                    prompts, config.samples_per_prompt, seeding.derive_seed(ctx.seed, seeding.TRAIN, step)
+                    prompts, config.samples_per_prompt, seeding.step_seed(ctx.seed, step)
                 )
             seq_reward = torch.tensor(np.concatenate(reward(prompts, rollout, step)), dtype=torch.float32)
             kl_to = task.reference if anchor is None else anchor.policy(task)
-            ref = kl_to.logprob(prompts, rollout.tokens)
+            ref = kl_to.token_logprobs(prompts, rollout.tokens)
             rows = [p for p in prompts for _ in range(config.samples_per_prompt)]
             comps = [c for row in rollout.tokens for c in row]
             if config.lr_decay:

@@ -33,9 +33,8 @@ class PoolPairs:
     """Best-and-worst pairs from n-subsets of the reference pool of the training prompts (dpo: n = 2;
     bonbon: n = 8), with the log-ratio gap h that the pairwise losses read."""
 
-    def __init__(self, pool: Pool, prompts: Sequence[Prompt], temperature: float = 1.0):
+    def __init__(self, pool: Pool, temperature: float = 1.0):
         self.pool, self.temperature = pool, temperature
-        self.row = {p.tokens: i for i, p in enumerate(prompts)}
         self.ref = sequence_logprobs(pool.completions.ref_token_logprobs)  # type: ignore[arg-type]
 
     def gap(
@@ -53,7 +52,7 @@ class PoolPairs:
         first, as TRL's IPO loss computes it. None when every drawn subset was a tie."""
         rows, best, worst, ref_gap, ref_best, ref_worst = [], [], [], [], [], []
         for p in prompts:
-            i = self.row[p.tokens]
+            i = self.pool.index(p)
             b_ix, w_ix, usable = pool_extremes(self.pool.rewards[i], n, count, rng)
             for b, w in zip(b_ix[usable], w_ix[usable], strict=True):
                 rows.append(p)

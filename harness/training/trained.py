@@ -33,8 +33,10 @@ class TrainedPolicy(AlignedPolicy):
     def generate(self, prompts: Sequence[Prompt], count: int, seed: int) -> Completions:
         return self.policy.sample(prompts, count, seed)
 
-    def logprob(self, prompts: Sequence[Prompt], tokens: list[list[tuple[int, ...]]]) -> list[np.ndarray] | None:
-        return sequence_logprobs(self.policy.logprob(prompts, tokens))
+    def sequence_logprobs(
+        self, prompts: Sequence[Prompt], tokens: list[list[tuple[int, ...]]]
+    ) -> list[np.ndarray] | None:
+        return sequence_logprobs(self.policy.token_logprobs(prompts, tokens))
 
 
 def checkpoint_kind(path: Path) -> Literal["model", "adapter"]:

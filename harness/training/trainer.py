@@ -5,12 +5,9 @@ clipped updates, gradient averaging under DDP, checkpoint and resume, logging an
 from __future__ import annotations
 
 import copy
-import hashlib
 import io
 import logging
-import os
 import pickle
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from harness import seeding
+from harness import seeding, store
 from harness.distributed import process_state
 from harness.method import RunContext, TrainingCost
 from harness.policy import Prompt, sequence_logprobs
@@ -95,17 +92,15 @@ class Trainer:
         """The newest checkpoint file, `checkpoint-<sha256 prefix of its bytes>.pt`, if any."""
         if self.ctx.checkpoint_dir is None:
             return None
-        found = sorted(self.ctx.checkpoint_dir.glob("checkpoint-*.pt"), key=lambda p: p.stat().st_mtime_ns)
+        found = store.checkpoints(self.ctx.checkpoint_dir)
         return found[-1] if found else None
 
     def _resume(self) -> None:
         path = self._checkpoint
         if path is None:
             return
-        data = path.read_bytes()
         remedy = "run the same command with --force to train from step 0, or `harness gc` to remove it"
-        if hashlib.sha256(data).hexdigest()[:16] != path.stem.removeprefix("checkpoint-"):
-            raise CorruptError(f"checkpoint {path} does not match its checksum (changed or truncated); {remedy}")
+        data = store.read_checkpoint(path, remedy)
         try:
             state = torch.load(io.BytesIO(data), map_location=self.device, weights_only=True)
             self.model.load_state_dict(state["model"])
@@ -120,12 +115,11 @@ class Trainer:
         log.warning("resuming training from %s after step %d", path, self.start - 1)
 
     def checkpoint(self, step: int) -> None:
-        """Save after `step` every `checkpoint_every` steps, atomically, under a name that carries the file's
-        checksum; then remove the older ones (a crash at any point keeps a good checkpoint)."""
+        """Save after `step` every `checkpoint_every` steps (harness.store.write_checkpoint: atomically, under a
+        name that carries the file's checksum, the older ones removed)."""
         directory = self.ctx.checkpoint_dir
         if directory is None or (step + 1) % self.config.checkpoint_every or not self.dist.is_main_process:
             return
-        directory.mkdir(parents=True, exist_ok=True)
         state = {
             "model": self.model.state_dict(),
             "extra": [p.detach() for p in self._saved()],
@@ -137,15 +131,7 @@ class Trainer:
         }
         buffer = io.BytesIO()
         torch.save(state, buffer)
-        data = buffer.getvalue()
-        path = directory / f"checkpoint-{hashlib.sha256(data).hexdigest()[:16]}.pt"
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".checkpoint.tmp-")
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-        for old in directory.glob("checkpoint-*.pt"):
-            if old != path:
-                old.unlink(missing_ok=True)
+        store.write_checkpoint(directory, buffer.getvalue())
 
     def prompts(self, step: int) -> list[Prompt]:
         """This process's share of the step's prompts (all of them in a single process)."""
@@ -190,11 +176,11 @@ class Trainer:
         that trains without sampling."""
         task = self.ctx.task
         assert task.make_policy is not None
-        seed = seeding.derive_seed(self.ctx.seed, seeding.TRAIN, step, 4)
+        seed = seeding.step_seed(self.ctx.seed, step, "probe")
         with torch.no_grad():
             c = task.make_policy(self.model).sample(prompts, count, seed)
         own = sequence_logprobs(c.token_logprobs)  # type: ignore[arg-type]
-        ref = sequence_logprobs(task.reference.logprob(prompts, c.tokens))
+        ref = sequence_logprobs(task.reference.token_logprobs(prompts, c.tokens))
         return {
             "reward": float(np.concatenate(task.reward.score(prompts, c)).mean()),
             "kl": float(np.concatenate([a - b for a, b in zip(own, ref, strict=True)]).mean()),
