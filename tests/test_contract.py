@@ -104,8 +104,8 @@ def test_a_method_runs_on_toy_and_its_record_keeps_the_contract(method, out):
 
 class Unnormalised(AlignedPolicy):
     """Best-of-n whose log-probabilities are off by log(scale): its probabilities sum to `scale` over the outputs
-    (a bug of the kind a hand-written `sequence_logprobs` has, a normaliser forgotten). Monte Carlo metrics read its outputs and
-    stay right; the exact ones read `sequence_logprobs`."""
+    (a bug of the kind a hand-written `sequence_logprobs` has, a normaliser forgotten). Monte Carlo metrics read its
+    outputs and stay right; the exact ones read `sequence_logprobs`."""
 
     def __init__(self, inner: AlignedPolicy, scale: float):
         self.inner, self.shift = inner, float(np.log(scale))
@@ -114,7 +114,9 @@ class Unnormalised(AlignedPolicy):
     def generate(self, prompts: Sequence[Prompt], count: int, seed: int) -> Completions:
         return self.inner.generate(prompts, count, seed)
 
-    def sequence_logprobs(self, prompts: Sequence[Prompt], tokens: list[list[tuple[int, ...]]]) -> list[np.ndarray] | None:
+    def sequence_logprobs(
+        self, prompts: Sequence[Prompt], tokens: list[list[tuple[int, ...]]]
+    ) -> list[np.ndarray] | None:
         right = self.inner.sequence_logprobs(prompts, tokens)
         return None if right is None else [lp + self.shift for lp in right]
 
