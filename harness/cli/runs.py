@@ -28,7 +28,11 @@ def run(
     seed: Annotated[int, typer.Option(help="Seed of every random stream of the run.")] = 0,
     samples: Annotated[int | None, typer.Option(help="Outputs per prompt to evaluate (task default).")] = None,
     pool_size: Annotated[
-        int | None, typer.Option(help="Reference pool samples per prompt; best-of-n reads n <= it (task default).")
+        int | None,
+        typer.Option(
+            help="Evaluation pool: reference samples per evaluation prompt; best-of-n reads n <= it (task default; "
+            "a training method's own pool is -p train_pool_size)."
+        ),
     ] = None,
     out: OutOption = "runs",
     force: Annotated[bool, typer.Option(help="Recompute even if this config already finished.")] = False,
@@ -59,7 +63,7 @@ def evaluate(
     run_ref: RunArgument,
     samples: Annotated[int | None, typer.Option(help="Outputs per prompt to evaluate (the run's setting).")] = None,
     pool_size: Annotated[
-        int | None, typer.Option(help="Reference pool samples per prompt (the run's setting).")
+        int | None, typer.Option(help="Evaluation pool: reference samples per evaluation prompt (the run's setting).")
     ] = None,
     reference_samples: Annotated[
         int | None, typer.Option(help="Held-out reference samples per prompt for win rates (the run's setting).")

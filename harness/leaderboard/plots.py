@@ -1,6 +1,6 @@
 """Leaderboard plots: a metric against KL, one colour-blind-safe colour and marker per method, each method's
 points joined along its swept knob only, 95% intervals as error bars, axes fitted to the rows (log-x where KL
-spans decades) and the reference curves of the README's metrics section."""
+spans decades) and the reference curves of docs/formulas.md ("Reference curves (leaderboard plots)")."""
 
 from __future__ import annotations
 
