@@ -1,35 +1,34 @@
-"""A run's identity: what makes its results what they are, whose hash names the run in the store, and the hash
-schemes that stores were written under (README.md, "Hash schemes")."""
+"""A run's identity: what makes its results what they are, whose hash names the run in the store (README.md,
+"Hash schemes")."""
 
 from __future__ import annotations
 
-import importlib.util
-import re
 from functools import cache
 from importlib.metadata import PackageNotFoundError, packages_distributions, version
 from typing import Any
 
-# 1: the whole config.json was hashed. 2: the method's operational settings (logging, checkpointing) are stored
-# apart from the identity and left out of the hash, which includes "hash_scheme". 3: the method's implementation
-# (module, distribution, version) is part of the identity, and the task's builder (where its code lives, which
-# moved when the built-in tasks became harness.tasks) is not: the task's name, version and settings are.
+# The identity leaves out the method's operational settings (logging, checkpointing) and the task's builder (where
+# its code lives: the task's name, version and settings say what it does), and holds the method's implementation
+# (module, distribution, version). Schemes 1 and 2, which hashed these differently, are no longer read.
 HASH_SCHEME = 3
-LEGACY_OPERATIONAL = ("log_every", "checkpoint_every")  # the operational method settings of hash scheme 1
-LEGACY_BUILDER = re.compile(r"^harness\.(?=tasks\.)")  # harness.tasks.toy:build was tasks.toy:build
+
+
+class SchemeError(ValueError):
+    """A stored config.json of a hash scheme this harness no longer reads."""
 
 
 def identity(config: dict[str, Any]) -> dict[str, Any]:
-    """What makes a stored config.json's results what they are: everything but its operational settings (and,
-    from scheme 3, the task's builder), with its method settings under today's names (`current`). Reads every
-    hash scheme (a scheme-1 config kept its operational settings among the method's)."""
-    config = current(config)
+    """What makes a stored config.json's results what they are: everything but its operational settings and the
+    task's builder, with its method settings under today's names (`current`)."""
     scheme = config.get("hash_scheme", 1)
-    if scheme == 1:
-        method = {k: v for k, v in config["method"].items() if k not in LEGACY_OPERATIONAL}
-        return {k: v for k, v in config.items() if k != "method"} | {"method": method}
+    if scheme != HASH_SCHEME:
+        raise SchemeError(
+            f"a config.json of hash scheme {scheme}: this harness reads scheme {HASH_SCHEME} only (docs/results.md, "
+            f"Hash scheme); recompute the run with the harness of today"
+        )
+    config = current(config)
     out = {k: v for k, v in config.items() if k != "operational"}
-    if scheme >= 3:
-        out["task"] = {k: v for k, v in config["task"].items() if k != "builder"}
+    out["task"] = {k: v for k, v in config["task"].items() if k != "builder"}
     return out
 
 
@@ -66,11 +65,3 @@ def implementation(method: type) -> dict[str, str | None]:
 def _distributions() -> dict[str, list[str]]:
     """Top-level module -> installed distributions shipping it (a scan of every installed package: done once)."""
     return dict(packages_distributions())
-
-
-def modern_builder(builder: str) -> str:
-    """A stored builder in today's spelling: `tasks.toy:build` of hash schemes 1 and 2 is `harness.tasks.toy:build`."""
-    module = builder.partition(":")[0]
-    if module.startswith("tasks.") and importlib.util.find_spec("harness." + module) is not None:
-        return "harness." + builder
-    return builder

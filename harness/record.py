@@ -80,7 +80,7 @@ class RunRecord(_Record):
     cost: Cost
     provenance: Provenance
     timing: Timing
-    implementation: Implementation | None = Field(None, description="Absent in records of hash schemes 1 and 2.")
+    implementation: Implementation | None = Field(None, description="The method's module, distribution and version.")
     evaluation: dict[str, Any] | None = Field(None, description="A re-evaluation's evaluation settings.")
     offtarget: dict[str, Any] | None = Field(
         None, description="Only in records written before off-target results became a record of their own."

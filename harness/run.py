@@ -17,7 +17,7 @@ import harness
 from harness import seeding, store, threads
 from harness.backends import require_backend
 from harness.evaluate import Evaluation, evaluate
-from harness.identity import HASH_SCHEME, LEGACY_BUILDER, current, identity, implementation, modern_builder
+from harness.identity import HASH_SCHEME, current, identity, implementation
 from harness.method import METHODS, AlignedPolicy, Method, MethodConfig, RunContext, TrainingCost
 from harness.pool import PoolCache
 from harness.provenance import provenance
@@ -63,22 +63,6 @@ class RunSpec:
 
     def hash(self) -> str:
         return store.config_hash(identity(self.resolved()))
-
-    def legacy_hashes(self) -> list[str]:
-        """The hashes that earlier schemes gave this config, under which an older store holds its run: scheme 2
-        (the built-in builders spelled `tasks.<module>`, before they moved into the harness package, and no
-        implementation), then scheme 1 (the whole config, operational settings included). None where the method's
-        version or the thread count is not 1: no run of an earlier scheme was computed by a later version, or
-        carries its thread count."""
-        if self.method.version != 1 or self.threads != threads.DEFAULT:
-            return []
-        task = self.task.model_dump(exclude={"methods"})
-        task["builder"] = LEGACY_BUILDER.sub("", task["builder"])
-        operational = self.config.operational()
-        method = {"name": self.method_name, **self.config.model_dump(exclude=operational)}
-        two = {"hash_scheme": 2, "task": task, "method": method, "seed": self.seed}
-        one = {"task": task, "method": {"name": self.method_name, **self.config.model_dump()}, "seed": self.seed}
-        return [store.config_hash(two), store.config_hash(one)]
 
 
 def resolve(
@@ -160,12 +144,6 @@ def _execute(spec: RunSpec, out: Path, force: bool) -> RunResult:
             spec.method(spec.config).align(ctx)
         return RunResult(final, {}, reused=False, worker=True)
 
-    if not force and not store.is_complete(final):
-        for old in spec.legacy_hashes():
-            legacy = store.run_path(out, spec.task.name, spec.method_name, old)
-            if store.is_complete(legacy):
-                log.info("already finished under an earlier hash scheme: %s (use --force to recompute)", legacy)
-                return RunResult(legacy, store.read_run(legacy)[1], reused=True)
     with store.run_lock(out, final):
         if store.is_complete(final) and not force:
             log.info("already finished: %s (use --force to recompute)", final)
@@ -264,9 +242,8 @@ def spec_of(config: dict[str, Any]) -> RunSpec:
     method = {k: v for k, v in config["method"].items() if k != "version"} | config.get("operational", {})
     name = method.pop("name")
     cls = METHODS.get(name)
-    task = config["task"] | {"builder": modern_builder(config["task"]["builder"])}
     return RunSpec(
-        task=TaskConfig.model_validate(task),
+        task=TaskConfig.model_validate(config["task"]),
         method=cls,
         method_name=name,
         config=cls.Config.model_validate(method),

@@ -181,21 +181,12 @@ def test_operational_settings_are_not_part_of_a_runs_identity(tmp_path):
     assert a.hash() == b.hash() != c.hash()
     config = a.resolved()
     assert config["operational"] == {"checkpoint_every": 5, "log_every": 1} and "log_every" not in config["method"]
-    # a config.json of hash scheme 1 (everything hashed, operational settings among the method's) still reads
-    legacy = {k: v for k, v in config.items() if k not in ("hash_scheme", "operational")}
-    legacy["method"] = config["method"] | config["operational"]
-    assert store.config_hash(legacy) != a.hash()  # the scheme changed the hash ...
-    assert table.row_key(legacy) == table.row_key(b.resolved())  # ... not the row the run belongs to
-    old = identity(legacy)  # scheme 1 kept the task's builder in the identity; scheme 3 leaves it out
-    assert old | {"task": {k: v for k, v in old["task"].items() if k != "builder"}} == {
-        k: v for k, v in identity(config).items() if k != "hash_scheme"
-    }
-    for name, stored in (("new", config), ("old", legacy)):
-        (tmp_path / name).mkdir()
-        store.write_json(tmp_path / name / store.CONFIG, stored)
-        store.write_json(tmp_path / name / store.RESULTS, {})
-        spec = stored_spec(tmp_path / name)
-        assert spec.config.log_every == 1 and spec.config.checkpoint_every == 5 and spec.hash() == a.hash()
+    assert table.row_key(config) == table.row_key(b.resolved())  # one row
+    assert "builder" not in identity(config)["task"]  # where the task's code lives is no part of the identity
+    store.write_json(tmp_path / store.CONFIG, config)
+    store.write_json(tmp_path / store.RESULTS, {})
+    spec = stored_spec(tmp_path)
+    assert spec.config.log_every == 1 and spec.config.checkpoint_every == 5 and spec.hash() == a.hash()
 
 
 def test_logging_and_checkpointing_do_not_change_a_runs_results(tmp_path):

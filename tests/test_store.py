@@ -359,33 +359,11 @@ def test_chaos_kill_9_at_random_moments_then_resume(tmp_path, job):
         shutil.rmtree(out)
 
 
-@pytest.mark.parametrize("scheme", [2, 1])
-def test_a_run_stored_under_an_earlier_hash_scheme_is_found_and_not_recomputed(tmp_path, scheme):
-    """A store written before hash scheme 3 named runs by the hash of a config that spelled the built-in builders
-    `tasks.<module>` and had no implementation (scheme 1: also with the operational settings)."""
-    from harness.run import execute, resolve
-
-    out = tmp_path / "runs"
-    spec = resolve("toy", "bon", {"n": 2})
-    first = execute(spec, out)
-    legacy = first.path.parent / spec.legacy_hashes()[2 - scheme]
-    assert legacy != first.path
-    os.replace(first.path, legacy)
-    again = execute(spec, out)
-    assert again.reused and again.path == legacy
-    assert runs_in(out) == [legacy]
-
-
-def test_the_scheme_2_hash_is_the_one_scheme_2_stores_hold():
-    """best-of-8 on toy, seed 0, as a store written under hash scheme 2 named it (toy task version 1)."""
-    from harness.identity import identity, modern_builder
-    from harness.run import resolve
-
-    spec = resolve("toy", "bon", {"n": 8})
-    assert spec.legacy_hashes()[0] == "193edd75a1f8"
-    scheme_2 = {"hash_scheme": 2, **{k: v for k, v in spec.resolved().items() if k != "hash_scheme"}}
-    del scheme_2["implementation"]
-    scheme_2["task"] = scheme_2["task"] | {"builder": "tasks.toy:build"}
-    assert store.config_hash(identity(scheme_2)) == "193edd75a1f8"
-    assert modern_builder("tasks.toy:build") == "harness.tasks.toy:build"
-    assert modern_builder("tasks.mine:build") == "tasks.mine:build"  # not a built-in: a user's own module
+def test_a_config_of_an_earlier_hash_scheme_is_refused_in_one_line(invoke, toy_run, tmp_path):
+    """Schemes 1 and 2 are no longer read: a store holding such a run gets one line naming the scheme, exit 2."""
+    run = toy_run(tmp_path / "runs")
+    config = json.loads((run / store.CONFIG).read_text())
+    (run / store.CONFIG).write_text(json.dumps(config | {"hash_scheme": 2}))
+    done = invoke("leaderboard", "build", "--task", "toy", "--out", str(tmp_path / "runs"))
+    assert done.exit_code == 2
+    assert "a config.json of hash scheme 2: this harness reads scheme 3 only" in one_error_line(done)

@@ -18,6 +18,7 @@ from harness import store
 from harness.assets import MissingAssetError
 from harness.backends import EngineError
 from harness.cli.render import err, fail
+from harness.identity import SchemeError
 from harness.registry import BadNameError, DuplicateNameError, UnknownNameError
 from harness.task import ConfigError
 
@@ -30,6 +31,7 @@ except ImportError:  # earlier typer runs on click
 USER_ERRORS = (
     UnknownNameError,
     BadNameError,
+    SchemeError,
     DuplicateNameError,
     ConfigError,
     store.StoreError,

@@ -103,11 +103,10 @@ def row_hash(run: dict[str, Any]) -> str:
 
 
 def row_key(config: dict[str, Any]) -> dict[str, Any]:
-    """What the seeds of one row share: the run's identity (harness.identity.identity) without its seed, hash scheme
-    and the method's implementation, and the task without its builder, so that runs of every hash scheme with
-    the same scientific settings share a row."""
-    key = {k: v for k, v in identity(config).items() if k not in ("seed", "hash_scheme", "implementation")}
-    return key | {"task": {k: v for k, v in key["task"].items() if k != "builder"}}
+    """What the seeds of one row share: the run's identity (harness.identity.identity, which leaves out the task's
+    builder) without its seed, hash scheme and the method's implementation, so that runs of one method installed
+    two ways with the same scientific settings share a row."""
+    return {k: v for k, v in identity(config).items() if k not in ("seed", "hash_scheme", "implementation")}
 
 
 def merge(local: list[dict[str, Any]], published: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -272,8 +271,8 @@ def stored_column(quantity: Quantity, estimator: str) -> str:
 
 def one_per_seed(group: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The runs of a row, one per seed, by seed: a row counts a seed once however many copies of its run the store
-    holds (a run kept under an earlier hash scheme beside its recomputation with --force, a run directory copied
-    under another name). The copy of the newest hash scheme is kept, then the latest."""
+    holds (a run directory copied under another name, a run stored under the name it had before a setting was
+    renamed beside its recomputation): the latest is kept."""
     kept: dict[int, dict[str, Any]] = {}
     for run in group:
         seed = run["config"]["seed"]
@@ -286,8 +285,8 @@ def one_per_seed(group: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [kept[seed] for seed in sorted(kept)]
 
 
-def _recency(run: dict[str, Any]) -> tuple[int, str]:
-    return run["config"].get("hash_scheme", 1), run["results"]["timing"]["started_at"]
+def _recency(run: dict[str, Any]) -> str:
+    return str(run["results"]["timing"]["started_at"])
 
 
 def _name(run: dict[str, Any]) -> str:
