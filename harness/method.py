@@ -119,6 +119,26 @@ class Outputs:
     # candidates are independent of it.
     candidates: list[np.ndarray] | None = None
 
+    @classmethod
+    def from_pool(
+        cls,
+        pool: Pool,
+        indices: list[np.ndarray],
+        weights: list[np.ndarray],
+        candidates: list[np.ndarray] | None = None,
+    ) -> Outputs:
+        """The pool samples `indices[i]` of each prompt i, with their pool rewards and the given weights; their
+        log-probabilities are pi_ref's, kept as `ref_token_logprobs` and not the policy's."""
+        completions = pool.completions.take(indices)
+        completions.token_logprobs = None
+        return cls(
+            completions=completions,
+            rewards=[r[i] for r, i in zip(pool.rewards, indices, strict=True)],
+            gold=None if pool.gold is None else [g[i] for g, i in zip(pool.gold, indices, strict=True)],
+            weights=weights,
+            candidates=candidates,
+        )
+
 
 class AlignedPolicy(ABC):
     """The result of a method: a policy to generate from, with its inference and training cost.

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from harness import store
-from harness.leaderboard.table import load_published
+from harness.leaderboard.runs import load_published
 from harness.run import execute, spec_of
 
 COST = ("samples_per_output", "generated_tokens_per_output", "training_steps", "training_tokens")

@@ -115,15 +115,7 @@ class SelectionPolicy(AlignedPolicy):
         if pool is None:
             return None
         candidates, chosen = self._pick(pool, list(range(len(pool.rewards))), count, derive_seed(seed, OUTPUTS))
-        completions = pool.completions.take(chosen)
-        completions.token_logprobs = None  # pi_ref's, not the policy's
-        return Outputs(
-            completions=completions,
-            rewards=[r[c] for r, c in zip(pool.rewards, chosen, strict=True)],
-            gold=None if pool.gold is None else [g[c] for g, c in zip(pool.gold, chosen, strict=True)],
-            weights=[np.full(count, 1.0 / count)] * len(chosen),
-            candidates=candidates,
-        )
+        return Outputs.from_pool(pool, chosen, [np.full(count, 1.0 / count)] * len(chosen), candidates)
 
     def sequence_logprobs(
         self, prompts: Sequence[Prompt], tokens: list[list[tuple[int, ...]]]

@@ -33,14 +33,7 @@ class BoNPolicy(BestOfScorePolicy):
             return None
         pool, rng = self.candidates, np.random.default_rng(seeding.derive_seed(seed, seeding.TIES))
         orders = [bon.pool_order(r, rng) for r in pool.rewards]
-        completions = pool.completions.take(orders)
-        completions.token_logprobs = None  # pi_ref's, not the best-of-n policy's
-        return Outputs(
-            completions=completions,
-            rewards=[r[o] for r, o in zip(pool.rewards, orders, strict=True)],
-            gold=None if pool.gold is None else [g[o] for g, o in zip(pool.gold, orders, strict=True)],
-            weights=[bon.pool_weights(pool.m, self.n)] * len(orders),
-        )
+        return Outputs.from_pool(pool, orders, [bon.pool_weights(pool.m, self.n)] * len(orders))
 
     def curve(self) -> list[tuple[int, AlignedPolicy]]:
         pool = self.candidates

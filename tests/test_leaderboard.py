@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 from harness import cli, leaderboard, store
 from harness.identity import identity
 from harness.leaderboard import intervals, plots, table
+from harness.leaderboard import runs as board_runs
 from harness.method import METHODS, AlignedPolicy, Method, MethodConfig, RunContext
 from harness.metrics import metric_range
 from harness.policy import Completions, Policy, Prompt, Reward
@@ -181,7 +182,7 @@ def test_operational_settings_are_not_part_of_a_runs_identity(tmp_path):
     assert a.hash() == b.hash() != c.hash()
     config = a.resolved()
     assert config["operational"] == {"checkpoint_every": 5, "log_every": 1} and "log_every" not in config["method"]
-    assert table.row_key(config) == table.row_key(b.resolved())  # one row
+    assert board_runs.row_key(config) == board_runs.row_key(b.resolved())  # one row
     assert "builder" not in identity(config)["task"]  # where the task's code lives is no part of the identity
     store.write_json(tmp_path / store.CONFIG, config)
     store.write_json(tmp_path / store.RESULTS, {})
@@ -257,7 +258,9 @@ def test_a_board_of_trained_runs_draws_their_training_curves_and_carries_their_l
     rows = plots.trained_rows(df, runs)
     assert [row.setting for row, _ in rows] == list(df.loc[df["method"] == "ppo", "setting"])
     for row, logs in rows:
-        seeds = sorted((r for r in runs if table.row_hash(r) == row.config_hash), key=lambda r: r["config"]["seed"])
+        seeds = sorted(
+            (r for r in runs if board_runs.row_hash(r) == row.config_hash), key=lambda r: r["config"]["seed"]
+        )
         assert logs == [r["train_log"] for r in seeds] and len(logs) == 3
         steps, kls = plots._seed_curves(logs, "kl")
         assert list(steps) == [0, 4]  # steps 5, logged every 25 steps and at the last
@@ -420,7 +423,7 @@ def test_a_softbon_row_whose_kl_comes_from_the_pool_is_ranked_plotted_and_named(
     out = tmp_path / "runs"
     for cell in (("bon", {"n": 4}), ("softbon", {"n": 4, "lambda": 0.5})):
         execute(resolve("toy", *cell), out)
-    runs = table.load_runs(out, "toy")
+    runs = board_runs.load_runs(out, "toy")
     for run in runs:
         metrics = run["results"]["metrics"]
         run["results"]["metrics"] = {k: v for k, v in metrics.items() if not k.endswith("_exact") and k != "kl_mc"}
@@ -443,11 +446,13 @@ def test_reevaluated_ranks_each_runs_latest_reevaluation(tmp_path):
     again = reevaluate(first.path, {"pool_size": 16})  # best-of-2 read from a smaller pool: other MC values
     own, latest = first.results["metrics"]["win_rate"]["mean"], again.results["metrics"]["win_rate"]["mean"]
     assert own != latest
-    plain = table.frame(table.load_runs(out, "toy"))
+    plain = table.frame(board_runs.load_runs(out, "toy"))
     assert plain["win_rate_mc"].tolist() == [pytest.approx(own)]
-    reread = table.frame(table.load_runs(out, "toy", reevaluated=True))
+    reread = table.frame(board_runs.load_runs(out, "toy", reevaluated=True))
     assert reread["win_rate_mc"].tolist() == [pytest.approx(latest)]
     assert (
-        table.row_key(table.load_runs(out, "toy", reevaluated=True)[0]["config"])["task"]["evaluation"]["pool_size"]
+        board_runs.row_key(board_runs.load_runs(out, "toy", reevaluated=True)[0]["config"])["task"]["evaluation"][
+            "pool_size"
+        ]
         == 16
     )  # the row names the settings it was evaluated with

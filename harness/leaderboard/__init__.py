@@ -16,19 +16,8 @@ from pathlib import Path
 from harness import store
 from harness.leaderboard.page import INDEX_MARK, index, page
 from harness.leaderboard.plots import plot, trained_rows, training_plot
-from harness.leaderboard.table import (
-    LOCAL,
-    MATCHED_KL,
-    PUBLISHED,
-    REFERENCE,
-    build,
-    frame,
-    gather,
-    load_published,
-    load_runs,
-    matched_kl,
-    pareto,
-)
+from harness.leaderboard.runs import LOCAL, PUBLISHED, gather, load_published, load_runs
+from harness.leaderboard.table import MATCHED_KL, REFERENCE, build, frame, matched_kl, pareto
 from harness.leaderboard.text import display, footnotes, markdown
 from harness.provenance import board_provenance
 

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness.leaderboard.table import PUBLISHED, beside_columns
+from harness.leaderboard.runs import PUBLISHED
+from harness.leaderboard.table import beside_columns
 from harness.leaderboard.text import (
     FINDINGS_LEAD,
     TRAINING_LEAD,

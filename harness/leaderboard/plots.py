@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from harness import targets
-from harness.leaderboard.table import PUBLISHED, row_hash
+from harness.leaderboard.runs import PUBLISHED, row_hash
 from harness.metrics import QUANTITIES, SOURCES, metric_range
 
 # Okabe & Ito (2008), "Color Universal Design": distinguishable under every common colour-vision deficiency;

@@ -8,7 +8,8 @@ from typing import Any
 import pandas as pd
 
 from harness.leaderboard import intervals
-from harness.leaderboard.table import PUBLISHED, beside_columns
+from harness.leaderboard.runs import PUBLISHED
+from harness.leaderboard.table import beside_columns
 from harness.metrics import QUANTITIES, SOURCES
 
 HEADERS = {  # column -> header, in the order of the printed table
