@@ -63,14 +63,14 @@ def tiny_lm(tmp_path_factory):
 def invoke() -> Callable[..., Result]:
     """`harness ARGS` run in-process (typer's CliRunner): `invoke("run", "--method", "bon", ...)`, with `env` to
     set variables such as COLUMNS; the result holds the exit code and the output."""
+    return harness
+
+
+def harness(*args: str | Path, env: dict[str, str] | None = None) -> Result:
+    """`harness ARGS` run in-process (typer's CliRunner); the `invoke` fixture, and a plain function for helpers."""
     from harness.cli import app
 
-    runner = CliRunner()
-
-    def run(*args: str, env: dict[str, str] | None = None) -> Result:
-        return runner.invoke(app, list(args), env=env)
-
-    return run
+    return CliRunner().invoke(app, [str(a) for a in args], env=env)
 
 
 @pytest.fixture
@@ -96,10 +96,12 @@ def toy_yaml(path: Path, name: str, params: dict[str, Any] | None = None, **chan
 
 
 def one_error_line(result: Result) -> str:
-    """The one line that a command refusing bad input prints (exit status 2, `error: ...`)."""
+    """The one line that a command refusing bad input prints on stderr (exit status 2, `error: ...`, no
+    traceback)."""
     assert result.exit_code == 2, result.output
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    assert len(lines) == 1, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
     assert lines[0].startswith("error: ")
     return lines[0]
 

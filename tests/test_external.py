@@ -12,20 +12,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from typer.testing import CliRunner
 
-from harness import cli, store
+from harness import store
 from harness.methods.external import files_sha256
 from harness.offtarget import offtarget
 from harness.run import resolve
 from harness.task import build_task, load_task
+from tests.conftest import harness
 
 REPO = Path(__file__).resolve().parents[1]
 EXACT = ("reward_exact", "win_rate_exact", "kl_exact")
 
 
 def invoke(*args: str):
-    return CliRunner().invoke(cli.app, list(args), env={"COLUMNS": "1000"})  # a run's path, a board's row: one line
+    return harness(*args, env={"COLUMNS": "1000"})  # a run's path, a board's row: one line
 
 
 def run(out: Path, *params: str, method: str = "external", task: str = "toy") -> tuple[Path, dict]:

@@ -15,27 +15,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from typer.testing import CliRunner
 
 from harness import leaderboard, store
-from harness.cli import app
 from harness.task import TASKS
-
-runner = CliRunner()
-
-
-def invoke(*args: str):
-    return runner.invoke(app, [str(a) for a in args])
-
-
-def one_error_line(result) -> str:
-    """The one line a refused command prints on stderr (exit status 2, no traceback)."""
-    assert result.exit_code == 2, result.output
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("error: ")
-    return lines[0]
+from tests.conftest import harness as invoke
+from tests.conftest import one_error_line, toy_yaml
 
 
 def runs_in(out: Path) -> list[Path]:
@@ -59,12 +43,6 @@ def toy_run(out: Path, n: int = 2, *extra: str) -> Path:
     result = invoke("run", "--method", "bon", "--task", "toy", "--n", str(n), "--out", out, *extra)
     assert result.exit_code == 0, result.output
     return next(p for p in runs_in(out) if json.loads((p / "config.json").read_text())["method"]["n"] == n)
-
-
-def toy_yaml(path: Path, name: str, **changes) -> Path:
-    config = yaml.safe_load(Path(TASKS.target("toy")).read_text()) | {"name": name} | changes
-    path.write_text(yaml.safe_dump(config))
-    return path
 
 
 def aged(*paths: Path, seconds: float = 7200) -> None:

@@ -364,6 +364,7 @@ def test_a_config_of_an_earlier_hash_scheme_is_refused_in_one_line(invoke, toy_r
     run = toy_run(tmp_path / "runs")
     config = json.loads((run / store.CONFIG).read_text())
     (run / store.CONFIG).write_text(json.dumps(config | {"hash_scheme": 2}))
+    store.seal(run)  # as that store wrote it, its checksums agreeing
     done = invoke("leaderboard", "build", "--task", "toy", "--out", str(tmp_path / "runs"))
     assert done.exit_code == 2
     assert "a config.json of hash scheme 2: this harness reads scheme 3 only" in one_error_line(done)
