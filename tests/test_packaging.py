@@ -71,6 +71,7 @@ def test_the_wheel_installs_everything_inside_the_harness_package_and_runs_from_
         "harness/tasks/imdb.py",
         "harness/sweeps/toy.yaml",
         "harness/leaderboard/table.py",
+        "harness/cli/app.py",
         "harness/lm_eval_tasks/harness_imdb_heldout.yaml",
         "harness/models/imdb-small/model.safetensors",
         "harness/models/imdb-small/tokenizer.json",
