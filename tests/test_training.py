@@ -190,6 +190,25 @@ def test_dpo_moves_probability_toward_preferred_completions(toy, tmp_path):
     assert logged[-1]["reward"] > logged[0]["reward"] + 0.5 and all(np.isfinite(r["kl"]) for r in logged), logged
 
 
+def test_a_logged_record_averages_the_steps_of_its_window(toy, tmp_path):
+    """Logging does not move training, so a record of log_every = 4 is the mean of the four per-step records of
+    log_every = 1 that it covers; the on-policy log carries the proxy reward beside the method's own."""
+    logs = {}
+    for every in (1, 4):
+        out = tmp_path / str(every)
+        out.mkdir()
+        _run(VBoN, VBoNConfig(n=4, steps=9, log_every=every, checkpoint_every=100), toy, out)
+        logs[every] = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    steps = [r["step"] for r in logs[4]]
+    assert steps == [0, 4, 8], steps
+    for record, window in zip(logs[4], ([0], [1, 2, 3, 4], [5, 6, 7, 8]), strict=True):
+        for key in ("loss", "reward", "objective", "kl"):
+            expected = np.mean([logs[1][s][key] for s in window])
+            assert record[key] == pytest.approx(expected, rel=1e-9, abs=1e-12), (key, record, window)
+    # vbon's objective is rho = log pi_BoN/pi_ref, not the proxy reward
+    assert any(abs(r["reward"] - r["objective"]) > 1e-3 for r in logs[1])
+
+
 @pytest.mark.parametrize(
     ("method", "params", "more"),
     [

@@ -173,9 +173,10 @@ def trained_rows(df: pd.DataFrame, runs: list[dict[str, Any]]) -> list[tuple[pd.
 
 
 def training_plot(df: pd.DataFrame, task: str, path: Path, runs: list[dict[str, Any]]) -> None:
-    """Each trained row's logged reward and KL against the training step (from its runs' train_log.jsonl: the
-    method's own training reward over the step's samples, the proxy reward for ppo and the offline methods, and
-    the k1 KL from pi_ref, or from the anchor of a method that has one): one line per row, the mean over its
+    """Each trained row's logged reward and KL against the training step (from its runs' train_log.jsonl, means
+    over each log window: the proxy reward of the training samples (a method's own training reward in runs
+    stored before log windows), and the k1 KL from pi_ref, or from the anchor of a method that has one; see
+    docs/results.md): one line per row, the mean over its
     seeds, shaded between the lowest and the highest seed; one row of panels per method. A plateau, or its
     absence, shows at the right end."""
     import matplotlib
@@ -212,8 +213,8 @@ def training_plot(df: pd.DataFrame, task: str, path: Path, runs: list[dict[str, 
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         axes[m][1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
     fig.suptitle(
-        f"{task}: training curves, mean over seeds (shaded: seed range); each method's own training reward and KL "
-        "over the step's samples (docs/results.md)",
+        f"{task}: training curves, mean over seeds (shaded: seed range); reward and KL of the training samples "
+        "as logged (docs/results.md)",
         fontsize=9,
     )
     fig.tight_layout()

@@ -133,7 +133,14 @@ def train_on_policy(
                     loss = pg_weight * loss + (1 - pg_weight) * extra_loss(model, prompts, step)
                 trainer.update(loss, step)
             trainer.add_tokens(int(n_tok.item()))
-            trainer.log(step, loss=loss.item(), reward=seq_reward.mean().item(), kl=kl_tok.sum(1).mean().item())
+            proxy = np.concatenate(task.reward.score(prompts, rollout)).mean()  # ppo's own reward; vbon's is rho
+            trainer.log(
+                step,
+                loss=loss.item(),
+                reward=float(proxy),
+                objective=seq_reward.mean().item(),
+                kl=kl_tok.sum(1).mean().item(),
+            )
             if anchor is not None:
                 anchor.follow(model, step)
             trainer.checkpoint(step)

@@ -77,6 +77,7 @@ class Trainer:
         self.tokens, self.t0, self.start = 0, time.perf_counter(), 0
         self.extra = list(extra)
         self.history: list[dict[str, float]] = []  # the logged steps, written to train_log.jsonl in the run
+        self.window: dict[str, list[float]] = {}  # each value of the steps since the last logged one
         self.status = ""  # the last logged values, shown beside the progress bar
         self.anchor = anchor
         if anchor is not None:
@@ -111,6 +112,7 @@ class Trainer:
             raise CorruptError(f"checkpoint {path} cannot be loaded ({type(e).__name__}); {remedy}") from None
         self.start, self.tokens = int(state["step"]) + 1, int(state["tokens"])
         self.history = list(state["history"])
+        self.window = dict(state.get("window", {}))  # a checkpoint written before windows were logged has none
         self.t0 -= float(state.get("seconds", 0.0))  # training time accumulates across resumes
         log.warning("resuming training from %s after step %d", path, self.start - 1)
 
@@ -127,6 +129,7 @@ class Trainer:
             "step": step,
             "tokens": self.tokens,
             "history": self.history,
+            "window": self.window,
             "seconds": time.perf_counter() - self.t0,
         }
         buffer = io.BytesIO()
@@ -187,9 +190,15 @@ class Trainer:
         }
 
     def log(self, step: int, **values: float) -> None:
+        """Record this step's values; at a logged step, write each value's mean over the steps since the last
+        logged one (one step's rollouts are too few to show a plateau)."""
+        for key, value in values.items():
+            self.window.setdefault(key, []).append(value)
         if self.due(step):
-            self.history.append({"step": step, **values})
-            self.status = "  ".join(f"{k} {v:.4f}" for k, v in values.items())
+            means = {key: float(np.mean(v)) for key, v in self.window.items()}
+            self.history.append({"step": step, **means})
+            self.window = {}
+            self.status = "  ".join(f"{k} {v:.4f}" for k, v in means.items())
             log.info("step %d  %s", step, self.status)
 
     def result(self) -> TrainedPolicy:
