@@ -74,7 +74,7 @@ class PretrainConfig(BaseModel):
     head_dim: int = Field(64, ge=16, description="Width of an attention head (vLLM's CPU kernels take 64).")
     context: int = Field(128, ge=32, description="Tokens per training row, and the model's longest context.")
     batch_rows: int = Field(16, ge=1, description="Rows of `context` tokens per optimizer step.")
-    steps: int = Field(1200, ge=1, description="Optimizer steps (1,200 x 16 x 128 tokens: a third of an epoch).")
+    steps: int = Field(7200, ge=1, description="Optimizer steps (7,200 x 16 x 128 tokens: about two epochs).")
     lr: float = Field(2e-3, gt=0, description="Peak AdamW learning rate, after a linear warm-up.")
     warmup: int = Field(60, ge=0, description="Warm-up steps.")
     min_lr_ratio: float = Field(0.1, ge=0, le=1, description="Final learning rate over the peak (cosine decay).")
