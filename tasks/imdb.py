@@ -68,7 +68,8 @@ def load_reviews() -> tuple[list[str], np.ndarray]:
 def _prompts(reviews: Sequence[str], tokenizer: Any, params: ImdbParams, rng: np.random.Generator) -> list[Prompt]:
     out = []
     for i, review in enumerate(reviews):
-        ids = tokenizer(review, add_special_tokens=False).input_ids
+        # a whole review can exceed the small policy's 128-token context; only its first few tokens are kept
+        ids = tokenizer(review, add_special_tokens=False, verbose=False).input_ids
         k = int(rng.integers(params.prompt_min_tokens, params.prompt_max_tokens + 1))
         tokens = tuple(ids[:k])
         out.append(Prompt(id=f"imdb-{i}", text=tokenizer.decode(list(tokens)), tokens=tokens))
