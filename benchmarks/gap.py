@@ -2,7 +2,7 @@
 prompts and on the training prompts (issue "why do the trained methods stop short", leaderboards/imdb-small/
 FINDINGS.md).
 
-    python benchmarks/gap.py --out runs --task imdb-small [--method vbon] [--plateau]
+    python benchmarks/gap.py --out runs --task imdb-small [--method vbon] [--seed 0] [--plateau]
 
 Every row aggregates its seeds as the leaderboard does (harness.leaderboard.intervals.over_seeds). A trained
 row's target, where its method has one (docs/formulas.md, "Training objectives"), is a row of the same store:
@@ -44,9 +44,10 @@ def stat(group: list[dict[str, Any]], quantity: str, suffix: str = "") -> tuple[
     return None
 
 
-def rows(out: Path, task: str) -> list[dict[str, Any]]:
-    """The board's rows (harness.leaderboard.frame), each with its method's config and its training-prompt stats."""
-    runs = gather(out, task)
+def rows(out: Path, task: str, seeds: list[int] | None = None) -> list[dict[str, Any]]:
+    """The board's rows (harness.leaderboard.frame) over `seeds` (default: every seed), each with its method's config,
+    its seeds and its training-prompt stats."""
+    runs = [r for r in gather(out, task) if seeds is None or r["config"]["seed"] in seeds]
     groups: dict[str, list[dict[str, Any]]] = {}
     for run in runs:
         groups.setdefault(row_hash(run), []).append(run)
@@ -60,6 +61,7 @@ def rows(out: Path, task: str) -> list[dict[str, Any]]:
                 "setting": row.setting,
                 "config": config,
                 "seeds": len(group),
+                "seed_list": [r["config"]["seed"] for r in group],
                 "steps": row.training_steps,
                 **{q: (row[q], row[f"{q}_lo"], row[f"{q}_hi"]) for q in ("win_rate", "kl")},
                 **{f"{q}_train": stat(group, q, "_train") for q in ("win_rate", "kl")},
@@ -98,13 +100,17 @@ def bon_at(kl: float, board: list[dict[str, Any]]) -> float | None:
 
 
 def plateau(board: list[dict[str, Any]]) -> None:
-    """Each row beside the row of the same settings at twice its steps: converged where doubling the steps moves
-    neither win rate nor KL by more than the 95% half-width of either run."""
+    """Each row beside the row of the same settings and seeds at twice its steps: converged where doubling the
+    steps moves neither win rate nor KL by more than the 95% half-width of either row."""
     print("| method | setting | win rate at T | at 2T | KL at T | at 2T | converged |")
     print("|---|---|---|---|---|---|---|")
     for row in board:
         twice = {**row["config"], "steps": 2 * row["config"].get("steps", 0)}
-        match = [r for r in board if r["method"] == row["method"] and r["config"] == twice]
+        match = [
+            r
+            for r in board
+            if r["method"] == row["method"] and r["config"] == twice and r["seed_list"] == row["seed_list"]
+        ]
         if not match or row["win_rate"] is None or row["kl"] is None:
             continue
         other = match[0]
@@ -130,8 +136,9 @@ def main() -> None:
     ap.add_argument("--method", action="append", help="trained methods to list (default: all)")
     ap.add_argument("--pool-size", type=int, default=128, help="the task's evaluation pool (ppo's target)")
     ap.add_argument("--plateau", action="store_true", help="print each row beside its run at twice the steps")
+    ap.add_argument("--seed", type=int, action="append", help="only these seeds (default: every seed)")
     args = ap.parse_args()
-    board = rows(args.out, args.task)
+    board = rows(args.out, args.task, args.seed)
     if args.plateau:
         plateau([r for r in board if not args.method or r["method"] in args.method])
         return

@@ -19,6 +19,7 @@ def row(method, config, win, kl, steps=0):
         "setting": " ".join(f"{k}={v}" for k, v in config.items()),
         "config": config,
         "seeds": 1,
+        "seed_list": [0],
         "steps": steps,
         "win_rate": win,
         "kl": kl,
@@ -70,3 +71,10 @@ def test_the_plateau_verdict_compares_the_move_with_the_narrower_half_width(caps
     assert lines[0].endswith("| yes |"), lines[0]
     assert lines[1].endswith("| no: win_rate, kl |"), lines[1]
     assert lines[2].endswith("| no: win_rate |"), lines[2]
+
+
+def test_the_plateau_check_pairs_only_rows_of_the_same_seeds(capsys):
+    three = row("vbon", {"n": 8, "steps": 80}, (0.67, 0.64, 0.70), (0.75, 0.65, 0.87)) | {"seed_list": [0, 1, 2]}
+    one = row("vbon", {"n": 8, "steps": 160}, (0.69, 0.68, 0.71), (0.73, 0.68, 0.79))
+    gap.plateau([three, one])
+    assert capsys.readouterr().out.splitlines()[2:] == []
