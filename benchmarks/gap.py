@@ -1,6 +1,5 @@
 """How far each trained row of a task stands from its target and from best-of-n at its KL, on the evaluation
-prompts and on the training prompts (issue "why do the trained methods stop short", leaderboards/imdb-small/
-FINDINGS.md).
+prompts and on the training prompts, and whether it has converged (benchmarks/RESULTS.md, "imdb-small").
 
     python benchmarks/gap.py --out runs --task imdb-small [--method vbon] [--seed 0] [--plateau]
 
