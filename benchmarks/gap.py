@@ -28,7 +28,7 @@ import numpy as np
 
 from harness.leaderboard import intervals
 from harness.leaderboard.runs import gather, row_hash
-from harness.leaderboard.table import frame, one_per_seed
+from harness.leaderboard.table import _stat, frame, one_per_seed
 from harness.metrics import QUANTITIES, metric_range
 
 TRAINED = ("vbon", "bond", "jbond", "ppo", "dpo", "bonbon")
@@ -37,15 +37,14 @@ TRAINED = ("vbon", "bond", "jbond", "ppo", "dpo", "bonbon")
 def stat(group: list[dict[str, Any]], quantity: str, suffix: str = "") -> tuple[float, float, float] | None:
     """(mean, lo, hi) over seeds of the first estimator of `quantity` that every run stores, or None."""
     for name in QUANTITIES[quantity].estimators:
-        ms = [r["results"]["metrics"].get(name + suffix) for r in group]
-        if all(m is not None for m in ms):
-            return intervals.over_seeds([m["mean"] for m in ms], [m["ci95"] for m in ms], metric_range(quantity))
+        if (found := _stat(group, name + suffix)) is not None:
+            return intervals.over_seeds(*found, metric_range(quantity))
     return None
 
 
 def rows(out: Path, task: str, seeds: list[int] | None = None) -> list[dict[str, Any]]:
     """The board's rows (harness.leaderboard.frame) over `seeds` (default: every seed), each with its method's config,
-    its seeds and its training-prompt stats."""
+    its seeds and its training-prompt stats (the leaderboard's own, harness.leaderboard.table._stat)."""
     runs = [r for r in gather(out, task) if seeds is None or r["config"]["seed"] in seeds]
     groups: dict[str, list[dict[str, Any]]] = {}
     for run in runs:
@@ -59,7 +58,6 @@ def rows(out: Path, task: str, seeds: list[int] | None = None) -> list[dict[str,
                 "method": row.method,
                 "setting": row.setting,
                 "config": config,
-                "seeds": len(group),
                 "seed_list": [r["config"]["seed"] for r in group],
                 "steps": row.training_steps,
                 **{q: (row[q], row[f"{q}_lo"], row[f"{q}_hi"]) for q in ("win_rate", "kl")},
@@ -153,7 +151,7 @@ def main() -> None:
         name, t = target(row, board, args.pool_size)
         at = bon_at(row["kl"][0], board) if row["kl"] else None
         print(
-            f"| {row['method']} | {row['setting']} | {row['steps']} | {row['seeds']} "
+            f"| {row['method']} | {row['setting']} | {row['steps']} | {len(row['seed_list'])} "
             f"| {fmt(row['win_rate'])} | {fmt(row['kl'])} "
             f"| {fmt(row['win_rate_train'])} | {fmt(row['kl_train'])} | {name} "
             f"| {fmt(t['win_rate']) if t else ''} | {fmt(t['kl']) if t else ''} | {'' if at is None else f'{at:.3f}'} |"

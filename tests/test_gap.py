@@ -18,7 +18,6 @@ def row(method, config, win, kl, steps=0):
         "method": method,
         "setting": " ".join(f"{k}={v}" for k, v in config.items()),
         "config": config,
-        "seeds": 1,
         "seed_list": [0],
         "steps": steps,
         "win_rate": win,

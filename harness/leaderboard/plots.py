@@ -176,9 +176,8 @@ def training_plot(df: pd.DataFrame, task: str, path: Path, runs: list[dict[str, 
     """Each trained row's logged reward and KL against the training step (from its runs' train_log.jsonl, means
     over each log window: the proxy reward of the training samples (a method's own training reward in runs
     stored before log windows), and the k1 KL from pi_ref, or from the anchor of a method that has one; see
-    docs/results.md): one line per row, the mean over its
-    seeds, shaded between the lowest and the highest seed; one row of panels per method. A plateau, or its
-    absence, shows at the right end."""
+    docs/results.md): one line per row, the mean over its seeds, shaded between the lowest and the highest seed;
+    one row of panels per method. A plateau, or its absence, shows at the right end."""
     import matplotlib
 
     matplotlib.use("Agg")
