@@ -13,6 +13,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -34,14 +35,17 @@ class LinearTextClassifier:
     ngram_max: int
     meta: dict[str, Any]
 
-    def _vectorizer(self):  # type: ignore[no-untyped-def]
+    @cached_property
+    def _vectorizer(self) -> Any:
+        """One CountVectorizer over the fixed vocabulary, kept: scikit-learn checks a given vocabulary at a
+        vectorizer's first transform, which over the gold reward's 1-2-grams costs more than the scoring."""
         from sklearn.feature_extraction.text import CountVectorizer
 
         return CountVectorizer(vocabulary=self.vocabulary, ngram_range=(1, self.ngram_max), lowercase=True)
 
     def logit(self, texts: Sequence[str]) -> np.ndarray:
         """log P(positive) - log P(negative) of each text."""
-        counts = self._vectorizer().transform(list(texts)).astype(np.float64)
+        counts = self._vectorizer.transform(list(texts)).astype(np.float64)
         x = counts.multiply(self.idf[None, :]).tocsr()
         norms = np.sqrt(np.asarray(x.multiply(x).sum(axis=1))).ravel()
         norms[norms == 0] = 1.0

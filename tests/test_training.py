@@ -171,6 +171,12 @@ def test_jbond_climbs_the_best_of_n_path(toy, tmp_path):
     assert e["kl"] > 1.0 and e["reward"] > e["reward_ref"] + 2.0, e
     n_best = min((n for n in e if isinstance(n, int)), key=e.get)
     assert n_best > 2 and e[n_best] < 0.2 and e[n_best] < 0.1 * e[f"ref{n_best}"], (n_best, e)
+    # the log's kl is from pi_ref, as every method's is, and kl_anchor the penalty's KL to the anchor: the last
+    # window's rollouts come from policies near the final one, whose exact KL from pi_ref it then estimates
+    logged = [json.loads(line) for line in (tmp_path / "train_log.jsonl").read_text().splitlines()]
+    assert logged[0]["kl"] == pytest.approx(logged[0]["kl_anchor"], abs=1e-6)  # step 0: the anchor is pi_ref
+    assert logged[-1]["kl"] == pytest.approx(e["kl"], rel=0.25), (logged[-1], e)
+    assert logged[-1]["kl_anchor"] < 0.5 * logged[-1]["kl"], logged[-1]
 
 
 def test_dpo_moves_probability_toward_preferred_completions(toy, tmp_path):

@@ -64,6 +64,13 @@ def gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, lam: fl
     return adv
 
 
+def _kl_from_ref(task: Any, prompts: Sequence[Prompt], rollout: Completions, logprobs: torch.Tensor) -> float:
+    """Mean over the rollout of sum_t log pi - log pi_ref, from the policy's token log-probabilities (rows in
+    rollout order, padded): the KL that a method with an anchor logs beside its penalty's KL to the anchor."""
+    ref = [x for row in task.reference.token_logprobs(prompts, rollout.tokens) for x in row]
+    return float(np.mean([logprobs[k, : len(r)].sum().item() - float(np.sum(r)) for k, r in enumerate(ref)]))
+
+
 def train_on_policy(
     ctx: RunContext,
     config: PPOConfig,
@@ -114,6 +121,9 @@ def train_on_policy(
                     for k, r in enumerate(x for row in ref for x in row):
                         ref_lp[k, : len(r)] = torch.tensor(r, dtype=torch.float32)
                     kl_tok = (old_lp - ref_lp) * mask
+                    kl_ref = (
+                        kl_tok.sum(1).mean().item() if anchor is None else _kl_from_ref(task, prompts, rollout, old_lp)
+                    )
                     rewards = -beta * kl_tok
                     last = mask.sum(1).long() - 1
                     rewards[torch.arange(len(rows)), last] += seq_reward.to(rewards.device)
@@ -139,7 +149,8 @@ def train_on_policy(
                 loss=loss.item(),
                 reward=float(proxy),
                 objective=seq_reward.mean().item(),
-                kl=kl_tok.sum(1).mean().item(),
+                kl=kl_ref,
+                **({} if anchor is None else {"kl_anchor": kl_tok.sum(1).mean().item()}),
             )
             if anchor is not None:
                 anchor.follow(model, step)
