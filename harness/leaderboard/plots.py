@@ -175,9 +175,10 @@ def trained_rows(df: pd.DataFrame, runs: list[dict[str, Any]]) -> list[tuple[pd.
 def training_plot(df: pd.DataFrame, task: str, path: Path, runs: list[dict[str, Any]]) -> None:
     """Each trained row's logged reward and KL against the training step (from its runs' train_log.jsonl, means
     over each log window: the proxy reward of the training samples (a method's own training reward in runs
-    stored before log windows), and the k1 KL from pi_ref, or from the anchor of a method that has one; see
-    docs/results.md): one line per row, the mean over its seeds, shaded between the lowest and the highest seed;
-    one row of panels per method. A plateau, or its absence, shows at the right end."""
+    stored before log windows), and the k1 KL from pi_ref (from the anchor, in runs of a method with one stored
+    before `kl_anchor` was logged beside it); see docs/results.md): one line per row, the mean over its seeds,
+    shaded between the lowest and the highest seed; one row of panels per method. A plateau, or its absence,
+    shows at the right end."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -209,7 +210,7 @@ def training_plot(df: pd.DataFrame, task: str, path: Path, runs: list[dict[str, 
             ax.set_title(f"{method}: {label.split(',')[0]}", fontsize=9, loc="left")
             ax.set_ylabel(label)
             ax.set_xlabel("training step")
-            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            ax.xaxis.set_major_locator(MaxNLocator(nbins=5, integer=True))  # three-digit steps stay apart
         axes[m][1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
     fig.suptitle(
         f"{task}: training curves, mean over seeds (shaded: seed range); reward and KL of the training samples "
