@@ -21,6 +21,8 @@ from __future__ import annotations
 import itertools
 import logging
 import math
+import signal
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -248,7 +250,10 @@ def run_ray(
 
     from harness.progress import progress
 
+    handler = signal.getsignal(signal.SIGTERM)
     ray.init(address=address, ignore_reinit_error=True, include_dashboard=False, logging_level=logging.WARNING)
+    if handler is not None and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, handler)  # Ray's own handler dumps a crash report: SIGTERM stops as Ctrl-C does
     res = sweep.file.resources
     task = ray.remote(run_cell).options(num_cpus=res.num_cpus, num_gpus=res.num_gpus)
     submit = task.remote

@@ -140,3 +140,27 @@ def test_the_ray_executor_runs_cells_as_ray_tasks_with_the_same_results(tmp_path
             json.loads((x / "results.json").read_text())["metrics"]
             == json.loads((y / "results.json").read_text())["metrics"]
         )
+
+
+def test_sigterm_stops_a_ray_sweep_as_ctrl_c_does(tmp_path):
+    """Ray installs its own SIGTERM handler, which dumps a crash report; the sweep keeps the harness's: one line
+    saying what is left, exit status 130, and a second run finishes the rest."""
+    pytest.importorskip("ray")
+    path = write(tmp_path, "tasks: [toy]\nseeds: [0, 1, 2]\nmethods:\n  ppo: {steps: 60}\n")
+    out = tmp_path / "runs"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "harness", "sweep", str(path), "--executor", "ray", "--out", str(out)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.time() + 300
+    while time.time() < deadline and not store.list_runs(out) and proc.poll() is None:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    assert "interrupted;" in stderr and "SIGTERM received" not in stderr, stderr
+    again = harness("sweep", str(path), "--out", str(out))
+    assert again.returncode == 0, again.stderr
+    assert len(store.list_runs(out)) == 3
