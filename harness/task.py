@@ -27,7 +27,7 @@ from pydantic import (
 
 from harness import yaml12
 from harness.policy import EnumerablePolicy, Policy, Prompt, Reward
-from harness.registry import NAME_PATTERN, Registry, package_modules
+from harness.registry import NAME_PATTERN, BadNameError, Registry, UnknownNameError, package_modules
 
 
 class ConfigError(ValueError):
@@ -163,23 +163,62 @@ class TaskConfig(StrictModel):
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> TaskConfig:
-        try:
-            raw = yaml12.load(yaml12.read(path))
-        except OSError as e:
-            raise ConfigError(f"cannot read task file {str(path)!r}: {e.strerror or e}") from None
-        except UnicodeDecodeError:
-            raise ConfigError(f"task file {str(path)!r} is not UTF-8 text") from None
-        except yaml.YAMLError as e:
-            raise ConfigError(f"task file {str(path)!r} is not valid YAML: {e}".replace("\n", " ")) from None
-        if not isinstance(raw, dict):
-            raise ConfigError(
-                f"task file {str(path)!r} holds {type(raw).__name__ if raw is not None else 'nothing'}, not a mapping "
-                f"with the keys {', '.join(cls.model_fields)}"
-            )
+        raw = _task_file_mapping(path)
         try:
             return cls.model_validate(raw)
         except ValidationError as e:
             raise ConfigError(one_line(f"task file {str(path)!r}", e, cls), validation_fields(e)) from None
+
+
+def _task_file_mapping(path: str | Path, chain: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """The mapping a task file states. Where it names a `base` (a registered task, or a task file's path relative
+    to it), the file's keys are laid over the base's: mappings merge key by key, any other value replaces the
+    base's. So a variant states only what it changes, and cannot drift from the task it varies."""
+    try:
+        raw = yaml12.load(yaml12.read(path))
+    except OSError as e:
+        raise ConfigError(f"cannot read task file {str(path)!r}: {e.strerror or e}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"task file {str(path)!r} is not UTF-8 text") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"task file {str(path)!r} is not valid YAML: {e}".replace("\n", " ")) from None
+    if not isinstance(raw, dict):
+        raise ConfigError(
+            f"task file {str(path)!r} holds {type(raw).__name__ if raw is not None else 'nothing'}, not a mapping "
+            f"with the keys {', '.join(TaskConfig.model_fields)}"
+        )
+    if "base" not in raw:
+        return raw
+    base = raw.pop("base")
+    if not isinstance(base, str) or not base:
+        raise ConfigError(
+            f"task file {str(path)!r}: base = {base!r}: expected a registered task's name or a task file's path"
+        )
+    chain = (*chain, Path(path).resolve())
+    if base.endswith((".yaml", ".yml")):
+        file = Path(path).parent / base
+        if not file.is_file():
+            raise ConfigError(f"task file {str(path)!r}: base task file {str(file)!r} not found")
+    else:
+        try:
+            target = TASKS.target(base)
+        except (UnknownNameError, BadNameError) as e:
+            raise ConfigError(f"task file {str(path)!r}: base: {e}") from None
+        if not (isinstance(target, str) and target.endswith((".yaml", ".yml"))):
+            return _laid_over(TASKS.get(base).model_dump(), raw)
+        file = Path(target)
+    if file.resolve() in chain:
+        cycle = " -> ".join(str(p) for p in (*chain, file.resolve()))
+        raise ConfigError(f"task file {str(path)!r}: its bases lead back to a file already read ({cycle})")
+    return _laid_over(_task_file_mapping(file, chain), raw)
+
+
+def _laid_over(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in top.items():
+        old = out.get(key)
+        out[key] = _laid_over(old, value) if isinstance(old, dict) and isinstance(value, dict) else value
+    return out
 
 
 def _leaves(value: Any, where: str = "") -> list[tuple[str, Any]]:

@@ -330,6 +330,26 @@ def test_a_task_yaml_file_runs_like_a_registered_task(invoke, tmp_path):
     assert json.loads((run / "results.json").read_text())["metrics"]["reward"]["n_prompts"] == 3
 
 
+def test_a_task_file_with_a_base_states_only_what_it_changes(tmp_path):
+    """A variant names its base and the keys it changes: mappings merge key by key, so it is the run of the full
+    copy that states every key, under the same identity."""
+    copy = toy_yaml(tmp_path / "copy.yaml", "toy-fewer", params={"n_prompts": 3})
+    config = yaml.safe_load(copy.read_text())
+    config["methods"]["bon"] = {"n": 2}
+    copy.write_text(yaml.safe_dump(config))
+    variant = tmp_path / "variant.yaml"
+    variant.write_text("base: toy\nname: toy-fewer\nparams: {n_prompts: 3}\nmethods: {bon: {n: 2}}\n")
+    (tmp_path / "sub").mkdir()  # a base given by path is found relative to the file that names it
+    stacked = tmp_path / "sub" / "stacked.yaml"
+    stacked.write_text("base: ../variant.yaml\n")
+    full = resolve(str(copy), "bon")
+    for path in (variant, stacked):
+        spec = resolve(str(path), "bon")
+        assert spec.task.params == full.task.params and spec.task.params["vocab_size"] == 6
+        assert spec.task.methods == full.task.methods and spec.task.methods["softbon"] == {"n": 4}
+        assert spec.hash() == full.hash()
+
+
 def test_an_unknown_task_file_key_names_the_accepted_keys(invoke, tmp_path):
     path = toy_yaml(tmp_path / "toy-typo.yaml", "toy-typo")
     config = yaml.safe_load(path.read_text())
@@ -374,6 +394,12 @@ def _bad_task_files(tmp_path: Path) -> dict[str, str]:
         "missing-builder.yaml": toy | {"builder": "no_such_module:build"},
         "not-a-task.yaml": toy | {"builder": "builtins:repr"},
         "huge.yaml": toy | {"generation": toy["generation"] | {"max_new_tokens": 1000000000}},
+        "unknown-base.yaml": {"base": "no-such-task", "name": "x"},
+        "missing-base.yaml": {"base": "no-such-file.yaml", "name": "x"},
+        "list-base.yaml": {"base": ["toy"], "name": "x"},
+        "cyclic-base.yaml": {"base": "cyclic-base-2.yaml", "name": "x"},
+        "cyclic-base-2.yaml": {"base": "cyclic-base.yaml"},
+        "bad-key-over-a-base.yaml": {"base": "toy", "name": "x", "generation": {"temprature": 2.0}},
     }
     for name, config in variants.items():
         (tmp_path / name).write_text(yaml.safe_dump(config))
@@ -413,7 +439,8 @@ def test_non_finite_floats_are_refused(invoke, tmp_path, method_args):
 @pytest.mark.parametrize(
     "name",
     ["malformed.yaml", "empty.yaml", "scalar.yaml", "non-utf8.yaml", "unknown-key.yaml", "missing-builder.yaml",
-     "not-a-task.yaml", "huge.yaml"],
+     "not-a-task.yaml", "huge.yaml", "unknown-base.yaml", "missing-base.yaml", "list-base.yaml", "cyclic-base.yaml",
+     "bad-key-over-a-base.yaml"],
 )  # fmt: skip
 def test_a_bad_task_file_is_one_line_and_exit_2(invoke, tmp_path, name):
     path = _bad_task_files(tmp_path)[name]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -73,8 +72,9 @@ def test_missing_asset_package_names_the_pip_package():
     ],
 )
 def test_hub_only_task_fails_fast_offline(tmp_path, task, assets_named, instead):
+    """Offline, a task whose assets only the hub has stops before any download is tried (the hub's retries would
+    take minutes: `timeout` bounds the run without timing a machine that may be busy)."""
     env = dict(os.environ, HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf"))
-    start = time.time()
     proc = subprocess.run(
         [sys.executable, "-m", "harness", "run", "--method", "bon", "--task", task, "--out", str(tmp_path)],
         capture_output=True,
@@ -82,7 +82,6 @@ def test_hub_only_task_fails_fast_offline(tmp_path, task, assets_named, instead)
         env=env,
         timeout=60,
     )
-    assert time.time() - start < 20
     assert proc.returncode == 2
     assert all(a in proc.stderr for a in assets_named) and instead in proc.stderr, proc.stderr
     assert not list(tmp_path.glob(f"{task}/bon/*"))
