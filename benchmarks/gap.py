@@ -28,7 +28,7 @@ import numpy as np
 
 from harness.leaderboard import intervals
 from harness.leaderboard.runs import gather, row_hash
-from harness.leaderboard.table import _stat, frame, one_per_seed
+from harness.leaderboard.table import frame, one_per_seed, seed_stats
 from harness.metrics import QUANTITIES, metric_range
 
 TRAINED = ("vbon", "bond", "jbond", "ppo", "dpo", "bonbon")
@@ -37,14 +37,14 @@ TRAINED = ("vbon", "bond", "jbond", "ppo", "dpo", "bonbon")
 def stat(group: list[dict[str, Any]], quantity: str, suffix: str = "") -> tuple[float, float, float] | None:
     """(mean, lo, hi) over seeds of the first estimator of `quantity` that every run stores, or None."""
     for name in QUANTITIES[quantity].estimators:
-        if (found := _stat(group, name + suffix)) is not None:
+        if (found := seed_stats(group, name + suffix)) is not None:
             return intervals.over_seeds(*found, metric_range(quantity))
     return None
 
 
 def rows(out: Path, task: str, seeds: list[int] | None = None) -> list[dict[str, Any]]:
     """The board's rows (harness.leaderboard.frame) over `seeds` (default: every seed), each with its method's config,
-    its seeds and its training-prompt stats (the leaderboard's own, harness.leaderboard.table._stat)."""
+    its seeds and its training-prompt stats (the leaderboard's own, harness.leaderboard.table.seed_stats)."""
     runs = [r for r in gather(out, task) if seeds is None or r["config"]["seed"] in seeds]
     groups: dict[str, list[dict[str, Any]]] = {}
     for run in runs:

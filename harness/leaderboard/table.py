@@ -109,7 +109,9 @@ def build(out: Path, task: str, published: Path | None = None, reevaluated: bool
     return frame(gather(out, task, published, reevaluated))
 
 
-def _stat(runs: list[dict[str, Any]], name: str) -> tuple[list[float], list[list[float]]] | None:
+def seed_stats(runs: list[dict[str, Any]], name: str) -> tuple[list[float], list[list[float]]] | None:
+    """The mean and 95% interval of metric `name` in each of a row's runs (one per seed); None where a run lacks
+    it. A row's interval over seeds is formed from these (harness.leaderboard.intervals.over_seeds)."""
     if not all(name in r["results"]["metrics"] for r in runs):
         return None
     ms = [r["results"]["metrics"][name] for r in runs]
@@ -128,7 +130,7 @@ def frame(runs: list[dict[str, Any]]) -> pd.DataFrame:
         first = group[0]["results"]
         row: dict[str, Any] = {"method": group[0]["config"]["method"]["name"], "setting": label(kn)}
         for column, q in QUANTITIES.items():
-            found = [(CATALOGUE[name].source, s) for name in q.estimators if (s := _stat(group, name)) is not None]
+            found = [(CATALOGUE[name].source, s) for name in q.estimators if (s := seed_stats(group, name)) is not None]
             if found:
                 source, (means, cis) = found[0]
                 row[column], row[f"{column}_lo"], row[f"{column}_hi"] = intervals.over_seeds(
@@ -139,7 +141,7 @@ def frame(runs: list[dict[str, Any]]) -> pd.DataFrame:
             row[f"{column}_source"] = source
         for q in QUANTITIES.values():
             for name in (*q.estimators, *q.also_stored):
-                if (s := _stat(group, name)) is not None:
+                if (s := seed_stats(group, name)) is not None:
                     row[stored_column(q, name)] = float(np.mean(s[0]))
         beside = [_beside(r["results"]) for r in group]
         for name in beside[0]:
