@@ -16,6 +16,8 @@ Which file does what (a method author reads the path they extend):
   penalty against.
 """
 
+import warnings
+
 from harness.training.anchor import Anchor
 from harness.training.config import OfflineConfig, PPOConfig, TrainConfig
 from harness.training.logprobs import completion_forward, nll, sequence_logprob
@@ -32,6 +34,10 @@ from harness.training.onpolicy import (
 from harness.training.pairs import PoolPairs, pool_extremes
 from harness.training.trained import TrainedPolicy, load_trained
 from harness.training.trainer import Trainer
+
+# peft (0.21) reads transformers' deprecated `is_gradient_checkpointing` when it wraps or loads a LoRA model, so
+# every LoRA run printed a FutureWarning about code that is not ours; only that message is silenced.
+warnings.filterwarnings("ignore", r"`is_gradient_checkpointing` is deprecated", FutureWarning)
 
 __all__ = [
     "Anchor",
